@@ -1,0 +1,261 @@
+"""One sweep job: ensure the source weights and the matched baseline, then train (or reuse) the run, then deltas.
+
+Identity and reuse follow DomainBed's "done" files, kept in MLflow: a FINISHED run whose ``run_key`` tag equals the
+job's key is never recomputed. A transfer job whose baseline (``baseline_key``) has no FINISHED run trains it first,
+under a file lock, so parallel jobs train each baseline once and every later job (even in another sweep) reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from mlflow.tracking import MlflowClient
+
+from benchmark import tracking
+from benchmark.data import Splits, label_subset, seed_hash
+from benchmark.sources.models import NoWeights, PretrainWeights, SourceSpec, build_model, load_source_weights
+from benchmark.strategies.base import TransferStrategy
+from benchmark.targets.base import Target
+from benchmark.train import Budget, TrainerSettings, fit_and_test
+from benchmark.util import file_lock, stable_hash
+
+log = logging.getLogger(__name__)
+
+DELTA_METRICS = ("test/acc", "test/f1_macro", "test/ece", "test/loss")
+"""Metrics whose difference transfer − baseline is logged as ``delta/<metric>`` (for ece and loss, lower is better)."""
+
+
+@dataclass
+class Context:
+    """Where a job records: the client, experiment, the sweep's parent run and the shared cache."""
+
+    client: MlflowClient
+    experiment_id: str
+    cache_dir: Path
+    parent_run_id: str | None = None
+    sweep_id: str | None = None
+    git_sha: str = "unknown"
+
+
+@dataclass
+class JobSpec:
+    """A fully built job: typed objects only (``benchmark.run`` builds it from the Hydra config)."""
+
+    source: SourceSpec
+    target_id: str
+    target: Target
+    target_config: dict[str, Any]
+    strategy_id: str
+    strategy: TransferStrategy
+    seed: int
+    label_budget: int | None
+    budget: Budget
+    trainer: TrainerSettings
+    selection: str
+    run_key: str
+    baseline_key: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    config_yaml: str = ""
+    baseline: JobSpec | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return not self.strategy.uses_pretrained
+
+    @property
+    def source_tag(self) -> str:
+        """Baselines ignore the source's weights and are shared by every source of the same architecture."""
+        return f"scratch:{self.source.arch}" if self.is_baseline else self.source.id
+
+    @property
+    def budget_tag(self) -> str:
+        return "all" if self.label_budget is None else str(self.label_budget)
+
+    @property
+    def name(self) -> str:
+        src = self.source.arch if self.is_baseline else self.source.id
+        return f"{src}__{self.target_id}__{self.strategy_id}__n{self.budget_tag}__s{self.seed}"
+
+    @property
+    def cell(self) -> tuple[str, str, str, str]:
+        return (self.source_tag, self.target_id, self.strategy_id, self.budget_tag)
+
+    def tags(self, ctx: Context) -> dict[str, str]:
+        tags = {
+            "source": self.source_tag,
+            "target": self.target_id,
+            "strategy": self.strategy_id,
+            "seed": str(self.seed),
+            "label_budget": self.budget_tag,
+            "arch": self.source.arch,
+            "weights": self.source.weights.kind if not self.is_baseline else "none",
+            "role": self.strategy.role,
+            "run_key": self.run_key,
+            "git_sha": ctx.git_sha,
+        }
+        if self.baseline_key:
+            tags["baseline_key"] = self.baseline_key
+        if ctx.sweep_id:
+            tags["sweep_id"] = ctx.sweep_id
+        return tags
+
+
+@dataclass
+class JobOutcome:
+    run_id: str
+    reused: bool
+    baseline_run_id: str | None = None
+    baseline_reused: bool | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    deltas: dict[str, float] = field(default_factory=dict)
+
+
+_SPLITS_CACHE: dict[str, Splits] = {}
+
+
+def load_splits(target_id: str, target: Target, config: dict[str, Any]) -> Splits:
+    """``target.load()``, memoised per configuration: a sweep's jobs in one process decode/render data once."""
+    key = stable_hash({"id": target_id, "config": config})
+    if key not in _SPLITS_CACHE:
+        t0 = time.perf_counter()
+        _SPLITS_CACHE[key] = target.load()
+        log.info("loaded target %s in %.2f s", target_id, time.perf_counter() - t0)
+    return _SPLITS_CACHE[key]
+
+
+def execute(job: JobSpec, ctx: Context) -> JobOutcome:
+    """Run one job: its baseline first (transfer jobs), then the job itself, then its deltas."""
+    baseline = None
+    if job.baseline is not None:
+        baseline = ensure_run(job.baseline, ctx)
+    outcome = ensure_run(job, ctx)
+    if baseline is not None:
+        outcome.baseline_run_id = baseline.run_id
+        outcome.baseline_reused = baseline.reused
+        outcome.deltas = log_deltas(ctx.client, outcome.run_id, baseline.run_id)
+    return outcome
+
+
+def ensure_run(job: JobSpec, ctx: Context) -> JobOutcome:
+    """Reuse the FINISHED run with ``job.run_key``, or train it (once, under a lock on the key)."""
+    found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
+    if found is None:
+        with file_lock(ctx.cache_dir / "locks" / f"{job.run_key}.lock"):
+            found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
+            if found is None:
+                return train_run(job, ctx)
+    log.info("reusing FINISHED run %s (%s) for key %s", found.info.run_id, found.info.run_name, job.run_key)
+    return JobOutcome(found.info.run_id, True, metrics=dict(found.data.metrics))
+
+
+def train_run(job: JobSpec, ctx: Context) -> JobOutcome:
+    """Create the MLflow run, train and test; a failure leaves a FAILED run with its traceback, then re-raises."""
+    run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, job.tags(ctx), ctx.parent_run_id)
+    log.info("training %s (MLflow run %s)", job.name, run_id)
+    try:
+        tracking.log_params(ctx.client, run_id, job.params)
+        if job.config_yaml:
+            ctx.client.log_text(run_id, job.config_yaml, "config.yaml")
+        metrics = _train(job, ctx, run_id)
+        tracking.log_metrics(ctx.client, run_id, metrics)
+        tracking.end_run(ctx.client, run_id)
+    except BaseException as exc:
+        status = tracking.record_failure(ctx.client, run_id, exc)
+        log.error("%s ended %s: %s", job.name, status, exc)
+        raise
+    return JobOutcome(run_id, False, metrics=metrics)
+
+
+def _train(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
+    t_start = time.perf_counter()
+    splits = load_splits(job.target_id, job.target, job.target_config)
+    subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
+    # the exact examples, so a reader (and tests/test_pairing.py) can verify that a pair trained on the same data
+    ctx.client.log_dict(run_id, {"train_indices": subset.tolist()}, "data/train_indices.json")
+    prep = job.source.preprocessing
+    train = prep.apply(splits.train.subset(subset))
+    val, test = prep.apply(splits.val), prep.apply(splits.test)
+
+    pl.seed_everything(seed_hash("model_init", job.seed) % 2**32, workers=True, verbose=False)
+    model = build_model(job.source.arch, splits.num_classes, prep, **job.source.model_kwargs)
+    loaded = 0
+    if job.strategy.uses_pretrained:
+        checkpoint = None
+        if isinstance(job.source.weights, PretrainWeights):
+            from benchmark.sources.pretrain import ensure_pretrained
+
+            checkpoint = ensure_pretrained(job.source, ctx, job.trainer)
+        if isinstance(job.source.weights, NoWeights):
+            raise ValueError(
+                f"strategy {job.strategy_id!r} transfers pretrained weights, but source {job.source.id!r} has "
+                "weights.kind=none; use strategy=scratch or a source with hub, file or pretrain weights"
+            )
+        loaded = load_source_weights(model, job.source.weights, checkpoint)
+    setup_s = time.perf_counter() - t_start
+
+    result = fit_and_test(
+        model,
+        job.strategy,
+        train,
+        val,
+        test,
+        splits.num_classes,
+        job.budget,
+        job.trainer,
+        job.seed,
+        job.selection,
+        ctx.client,
+        run_id,
+    )
+    metrics = dict(result.metrics)
+    metrics.update(
+        {
+            "data/train_examples": float(len(train)),
+            "data/val_examples": float(len(val)),
+            "data/test_examples": float(len(test)),
+            "weights/loaded_tensors": float(loaded),
+            "time/setup_s": setup_s,
+            "time/total_s": time.perf_counter() - t_start,
+            "model/params": float(sum(p.numel() for p in model.parameters())),
+        }
+    )
+    return metrics
+
+
+def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str) -> dict[str, float]:
+    """Log ``delta/<metric>`` = transfer − baseline on the transfer run, and link the baseline."""
+    run = client.get_run(run_id)
+    base = client.get_run(baseline_run_id)
+    deltas = {
+        f"delta/{m}": run.data.metrics[m] - base.data.metrics[m]
+        for m in DELTA_METRICS
+        if m in run.data.metrics and m in base.data.metrics
+    }
+    deltas.update({f"baseline/{m}": base.data.metrics[m] for m in DELTA_METRICS if m in base.data.metrics})
+    tracking.log_metrics(client, run_id, deltas)
+    tracking.set_tags(client, run_id, {"baseline_run_id": baseline_run_id})
+    return deltas
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Atomically write a job record for the sweep's finaliser."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads (None: all cores); returns the number used."""
+    import os
+
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n

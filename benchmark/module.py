@@ -1,0 +1,145 @@
+"""The one LightningModule. It knows no strategy by name: the strategy's hooks decide what trains."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassF1Score
+
+from benchmark.strategies.base import TransferStrategy
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """The optimisation half of the training budget, identical for a transfer run and its baseline."""
+
+    lr: float = 3.0e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"
+    warmup_fraction: float = 0.05
+    momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choices: adamw, sgd")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def classification_metrics(num_classes: int) -> MetricCollection:
+    """Accuracy, macro-F1 and expected calibration error (15 bins, L1), all from torchmetrics."""
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1_macro": MulticlassF1Score(num_classes=num_classes, average="macro"),
+            "ece": MulticlassCalibrationError(num_classes=num_classes, n_bins=15, norm="l1"),
+        }
+    )
+
+
+class TransferModule(pl.LightningModule):
+    """Classification with a timm model; optimisation and freezing are delegated to the strategy.
+
+    The learning rate of each optimizer group is ``lr × group["lr_scale"] × schedule(step)``, set before every
+    step, with a linear warm-up and a cosine decay to zero over ``total_steps``: a strategy can change a group's
+    ``lr_scale`` mid-run (LP-FT) and the change really reaches the optimizer.
+    Metrics are logged per epoch under ``train/``, ``val/`` and ``test/``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        strategy: TransferStrategy,
+        num_classes: int,
+        optimization: Optimization,
+        total_epochs: int,
+        total_steps: int,
+    ):
+        super().__init__()
+        self.model = model
+        self.strategy = strategy
+        self.optimization = optimization
+        self.total_epochs = total_epochs
+        self.total_steps = max(total_steps, 1)
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
+        self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        opt = self.optimization
+        groups = []
+        for group in self.strategy.param_groups(self.model):
+            decay = [p for p in group["params"] if p.ndim > 1]
+            no_decay = [p for p in group["params"] if p.ndim <= 1]  # biases and norm scales: no weight decay
+            scale = float(group.get("lr_scale", 1.0))
+            groups += [
+                {"params": decay, "weight_decay": opt.weight_decay, "lr_scale": scale},
+                {"params": no_decay, "weight_decay": 0.0, "lr_scale": scale},
+            ]
+        groups = [g for g in groups if g["params"]]
+        if opt.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=True)
+        return torch.optim.AdamW(groups, lr=opt.lr)
+
+    def lr_factor(self, step: int) -> float:
+        warmup = max(1, int(self.optimization.warmup_fraction * self.total_steps))
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, self.total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def on_train_epoch_start(self) -> None:
+        self.strategy.on_train_epoch_start(self.model, self.current_epoch, self.total_epochs, self._optimizer())
+
+    def _optimizer(self) -> torch.optim.Optimizer | None:
+        try:
+            return self.optimizers(use_pl_optimizer=False)
+        except (RuntimeError, AttributeError):
+            return None
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        factor = self.lr_factor(self.global_step)
+        for group in self._optimizer().param_groups:
+            group["lr"] = self.optimization.lr * group["lr_scale"] * factor
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        extra = self.strategy.regularizer(self.model)
+        if extra is not None:
+            self.log("train/regularizer", extra.detach(), on_step=False, on_epoch=True)
+            loss = loss + extra
+        self.train_acc(logits.detach(), y)
+        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
+        self.val_metrics.update(logits.float().softmax(-1), y)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute())
+        self.val_metrics.reset()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self.model(x)
+        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
+        self.test_metrics.update(logits.float().softmax(-1), y)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()

@@ -1,0 +1,78 @@
+"""The one interface every strategy implements; ``scratch`` (the baseline) is a strategy like any other.
+
+A strategy decides what trains in its own hooks, never by ``requires_grad`` alone: BatchNorm running statistics
+move in train mode even when the layer's parameters are frozen, so frozen normalisation layers are put in
+``eval()`` at every epoch start (``freeze_norm_stats``). The contract test in ``tests/test_strategies.py``
+checks, for every strategy in ``conf/strategy``, that exactly the parameters left trainable after
+``on_train_epoch_start`` change during training and that frozen normalisation statistics do not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from benchmark.sources.models import classifier_prefixes
+
+ParamGroups = list[dict[str, Any]]
+"""Optimizer groups: ``{"params": [...], "lr_scale": float}``; the module multiplies the base learning rate."""
+
+
+class TransferStrategy:
+    """Base class: decide which parameters train, at which relative learning rate, with which loss.
+
+    Class attributes:
+        uses_pretrained: False only for ``scratch``; such a run ignores the source's weights, so every source
+            with the same architecture and preprocessing shares it as its baseline.
+        role: ``baseline`` or ``transfer``; recorded as the MLflow tag ``role``.
+    """
+
+    uses_pretrained: bool = True
+    role: str = "transfer"
+
+    def setup(self, model: nn.Module) -> None:
+        """Called once after the source weights are loaded, before the optimizer is built."""
+
+    def param_groups(self, model: nn.Module) -> ParamGroups:
+        """All parameters train at the base learning rate unless a subclass says otherwise."""
+        model.requires_grad_(True)
+        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
+
+    def on_train_epoch_start(
+        self, model: nn.Module, epoch: int, total_epochs: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
+        """Called at the start of every training epoch, after Lightning put the model in train mode."""
+        freeze_norm_stats(model)
+
+    def regularizer(self, model: nn.Module) -> torch.Tensor | None:
+        """An extra loss term added to the task loss (e.g. L2-SP); None for none."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """The strategy's settings, for the run description."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+
+def head_and_backbone(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Split parameters into the classifier (timm's ``pretrained_cfg['classifier']``) and everything else."""
+    heads = classifier_prefixes(model)
+    head, backbone = [], []
+    for name, p in model.named_parameters():
+        (head if name.startswith(heads) else backbone).append(p)
+    if not head:
+        raise ValueError(f"{type(model).__name__} has no parameters under its classifier prefixes {heads}")
+    return head, backbone
+
+
+def freeze_norm_stats(model: nn.Module) -> None:
+    """Put in eval mode every BatchNorm whose affine parameters are all frozen, so its statistics stay fixed."""
+    whole_model_frozen = not any(p.requires_grad for p in model.parameters())
+    for module in model.modules():
+        if isinstance(module, _BatchNorm):
+            params = list(module.parameters(recurse=False))
+            # a BatchNorm without affine parameters counts as frozen when the whole model is
+            if not any(p.requires_grad for p in params) if params else whole_model_frozen:
+                module.eval()

@@ -1,0 +1,171 @@
+"""Sweep bookkeeping: the parent run, job records, and the end-of-sweep verdicts.
+
+The launching process creates the store, the experiment and the parent run once (several processes migrating a
+fresh SQLite store at once corrupt it), then writes ``transfer_bench_sweep.json`` in Hydra's sweep directory; every
+job reads it and writes one record under ``transfer_bench_jobs/``. ``finalize`` runs at the end of the sweep, from
+Hydra's ``on_multirun_end`` and, because released Hydra skips that hook when a job failed, again from the entry
+point's ``finally``; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benchmark import tracking
+from benchmark.report import markdown_table, summarize_cells, verdict_rows
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "transfer_bench_sweep.json"
+JOBS_DIR = "transfer_bench_jobs"
+STATE_ENV = "TRANSFER_BENCH_SWEEP_STATE"
+
+
+@dataclass
+class SweepState:
+    tracking_uri: str
+    experiment: str
+    experiment_id: str
+    parent_run_id: str
+    sweep_id: str
+    sweep_dir: str
+    metric: str = "test/acc"
+    alpha: float = 0.05
+    margin: float = 0.0
+    finalized: bool = False
+
+    @property
+    def path(self) -> Path:
+        return Path(self.sweep_dir) / STATE_FILE
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=1))
+        tmp.replace(self.path)
+
+    @classmethod
+    def load(cls, path: Path) -> SweepState:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def start(
+    tracking_uri: str,
+    experiment: str,
+    artifact_root: Path | None,
+    sweep_dir: Path,
+    overrides: list[str],
+    git_sha: str,
+    metric: str,
+    alpha: float,
+    margin: float,
+) -> SweepState:
+    """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs."""
+    client = tracking.open_store(tracking_uri)
+    exp_id = tracking.ensure_experiment(client, experiment, artifact_root)
+    sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    tags = {"role": "sweep", "sweep_id": sweep_id, "git_sha": git_sha, "sweep_overrides": " ".join(overrides)}
+    parent = tracking.create_run(client, exp_id, f"sweep__{experiment}__{sweep_id}", tags)
+    state = SweepState(
+        tracking_uri, experiment, exp_id, parent, sweep_id, str(Path(sweep_dir).resolve()), metric, alpha, margin
+    )
+    state.save()
+    os.environ[STATE_ENV] = str(state.path)
+    log.info("sweep %s: parent run %s in experiment %r (%s)", sweep_id, parent, experiment, tracking_uri)
+    return state
+
+
+def find_state(sweep_dir: Path | None) -> SweepState | None:
+    """The state of the sweep this job belongs to, from its sweep directory or the environment."""
+    candidates = [Path(sweep_dir) / STATE_FILE] if sweep_dir else []
+    if os.environ.get(STATE_ENV):
+        candidates.append(Path(os.environ[STATE_ENV]))
+    for path in candidates:
+        if path.is_file():
+            return SweepState.load(path)
+    return None
+
+
+def record_path(state: SweepState, job_num: int) -> Path:
+    return Path(state.sweep_dir) / JOBS_DIR / f"{job_num:05d}.json"
+
+
+def finalize(state: SweepState, echo: bool = True) -> str | None:
+    """Verdicts per cell from the job records; tag runs, describe and close the parent run; return the table."""
+    fresh = SweepState.load(state.path) if state.path.is_file() else state
+    if fresh.finalized:
+        return None
+    client = tracking.open_store(fresh.tracking_uri)
+    records = [json.loads(p.read_text()) for p in sorted((Path(fresh.sweep_dir) / JOBS_DIR).glob("*.json"))]
+    failed = [r for r in records if r.get("status") != "ok"]
+    ok = [r for r in records if r.get("status") == "ok"]
+    transfer_ids = sorted({r["run_id"] for r in ok if r.get("role") == "transfer"})
+    baseline_ids = {r["baseline_run_id"] for r in ok if r.get("baseline_run_id")}
+    baseline_ids |= {r["run_id"] for r in ok if r.get("role") == "baseline"}
+    transfer_runs = [client.get_run(i) for i in transfer_ids]
+    baselines = {}
+    for run_id in baseline_ids:
+        run = client.get_run(run_id)
+        baselines[run.data.tags.get("run_key", "")] = run
+    cells = summarize_cells(transfer_runs, baselines, fresh.metric, fresh.alpha, fresh.margin)
+    for cell in cells:
+        s = cell.summary
+        tags = {"verdict": s.verdict}
+        if not math.isnan(s.ci_low):
+            tags["verdict_ci95"] = f"[{s.ci_low:+.4f}, {s.ci_high:+.4f}]"
+        for run_id in cell.run_ids:
+            tracking.set_tags(client, run_id, tags)
+    rows = verdict_rows(cells)
+    table = markdown_table(rows)
+    n_reused = sum(1 for r in ok if r.get("reused"))
+    header = (
+        f"### Sweep `{fresh.sweep_id}`: verdicts on `{fresh.metric}`\n\n"
+        f"{len(records)} jobs: {len(ok) - n_reused} trained, {n_reused} reused, {len(failed)} failed. "
+        f"Delta = transfer − scratch, paired by seed; 95% Student-t interval over seeds; positive/negative when the "
+        f"interval excludes 0 and |mean| > margin ({fresh.margin:g}).\n\n"
+    )
+    failed_txt = ""
+    if failed:
+        failed_txt = "\n\n**Failed jobs**\n\n" + "\n".join(f"- `{r.get('name')}`: {r.get('error', '')}" for r in failed)
+    description = header + table + failed_txt
+    run = fresh.parent_run_id
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    client.log_text(run, description, "verdicts.md")
+    client.log_text(run, buf.getvalue(), "verdicts.csv")
+    client.log_dict(run, {"jobs": records}, "runs.json")
+    counts = {v: sum(1 for c in cells if c.summary.verdict == v) for v in ("positive", "negative", "inconclusive")}
+    tracking.log_metrics(
+        client,
+        run,
+        {
+            "sweep/jobs": len(records),
+            "sweep/trained": len(ok) - n_reused,
+            "sweep/reused": n_reused,
+            "sweep/failed": len(failed),
+            "sweep/cells": len(cells),
+            **{f"sweep/{k}": v for k, v in counts.items()},
+        },
+    )
+    tags = {tracking.NOTE_TAG: description}
+    if failed:
+        tags["failed_cells"] = ", ".join(str(r.get("name")) for r in failed)[:5000]
+    tracking.set_tags(client, run, tags)
+    tracking.end_run(client, run, "FAILED" if failed else "FINISHED")
+    fresh.finalized = True
+    fresh.save()
+    if echo:
+        print(f"\n{header}{table}{failed_txt}\n", flush=True)
+    return table

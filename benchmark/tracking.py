@@ -1,0 +1,186 @@
+"""MLflow conventions: store location, experiments, run names, tags, params and run lifecycle.
+
+Tags identify a run (``source``, ``target``, ``strategy``, ``seed``, ``label_budget``, ``arch``, ``role``,
+``run_key``, ``baseline_key``, ``sweep_id``, ``git_sha``, ``verdict``), params configure it (the resolved config
+flattened with ``/``), metrics measure it (``{stage}/{name}``). Everything goes through an explicit
+``MlflowClient(tracking_uri)`` and explicit run ids: no fluent API, no ``MLFLOW_RUN_ID``, no logger defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import subprocess
+import time
+import traceback
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"  # rendered as Markdown on the run page
+PARAM_VALUE_LIMIT = 6000
+
+
+def resolve_uri(uri: str | None, root: Path) -> str:
+    """The tracking URI: the config value, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``.
+
+    A relative SQLite path is made absolute against ``root`` so every job of a sweep writes the same file.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rel = uri[len("sqlite:///") :]
+        if not Path(rel).is_absolute():
+            uri = f"sqlite:///{(Path(root) / rel).resolve()}"
+    if uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks")):
+        raise ValueError(
+            f"tracking URI {uri!r} is a file store, which MLflow 3 no longer supports; use sqlite:///<absolute path> "
+            "or http://host:port of an `mlflow server`"
+        )
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client for ``uri``; a new SQLite store is created (migrated) here, once, and switched to WAL mode.
+
+    Create the store in the launching process before any job starts: several processes migrating a fresh SQLite
+    file at once corrupt it. WAL lets readers (the UI, reports) work while a sweep writes.
+    """
+    path = sqlite_path(uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)  # forces creation and migration of the store
+    if path is not None:
+        with sqlite3.connect(path, timeout=30) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+    return client
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:
+    """The id of experiment ``name``, created (with an absolute artifact location) when missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise ValueError(f"MLflow experiment {name!r} is deleted; restore it or choose another tracking.experiment")
+        return exp.experiment_id
+    location = (Path(artifact_root).resolve() / name).as_uri() if artifact_root else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except Exception:
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def git_sha(root: Path) -> str:
+    """The checkout's commit (with ``-dirty`` when modified), or ``unknown`` outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return f"{sha}-dirty" if dirty else sha
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a/b": "1"}``; lists become their string form."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}/"))
+        else:
+            out[name] = str(value)
+    return out
+
+
+def log_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Log params in batches of 100, truncating values to MLflow's limit."""
+    items = [Param(k, str(v)[:PARAM_VALUE_LIMIT]) for k, v in sorted(params.items())]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, params=items[i : i + 100], synchronous=True)
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """One ``log_batch`` for many metrics (one database round trip instead of one per metric)."""
+    now = int(time.time() * 1000)
+    items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    for i in range(0, len(items), 1000):
+        client.log_batch(run_id, metrics=items[i : i + 1000], synchronous=True)
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
+    items = [RunTag(k, str(v)) for k, v in tags.items()]
+    for i in range(0, len(items), 100):
+        client.log_batch(run_id, tags=items[i : i + 100], synchronous=True)
+
+
+def create_run(
+    client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None
+) -> str:
+    """A new RUNNING run; nested under ``parent_run_id`` through the ``mlflow.parentRunId`` tag."""
+    all_tags = {k: str(v) for k, v in tags.items()}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    return client.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
+
+
+def find_runs(
+    client: MlflowClient, experiment_id: str, tag: str, value: str, statuses: Iterable[str] = ("FINISHED",)
+) -> list:
+    """Runs with ``tags.<tag> = value`` in one of ``statuses``, newest first (MLflow's filter has no OR)."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{tag} = '{value}'",
+        max_results=1000,
+        order_by=["attributes.start_time DESC"],
+    )
+    allowed = set(statuses)
+    return [r for r in runs if r.info.status in allowed]
+
+
+def find_finished(client: MlflowClient, experiment_id: str, run_key: str):
+    """The newest FINISHED run with this run key, or None."""
+    runs = find_runs(client, experiment_id, "run_key", run_key)
+    return runs[0] if runs else None
+
+
+def end_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
+    client.set_terminated(run_id, status=status)
+
+
+def record_failure(client: MlflowClient, run_id: str, exc: BaseException) -> str:
+    """Mark a run FAILED (KILLED for Ctrl-C/SIGTERM) with its traceback as an artifact and a reason tag."""
+    killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
+    status = "KILLED" if killed else "FAILED"
+    reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+    try:
+        client.log_text(run_id, "".join(traceback.format_exception(exc)), "traceback.txt")
+        set_tags(client, run_id, {"failure_reason": reason})
+    finally:
+        client.set_terminated(run_id, status=status)
+    return status
+
+
+def status_name(status: int | str) -> str:
+    return status if isinstance(status, str) else RunStatus.to_string(status)

@@ -1,0 +1,139 @@
+"""One training run: loaders, Trainer, fit, model selection and the held-out test, with timings."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import pytorch_lightning as pl
+import torch
+from mlflow.tracking import MlflowClient
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from benchmark.callbacks import DivergenceGuard, EpochLogger, ModelSelection
+from benchmark.data import seed_hash
+from benchmark.module import Optimization, TransferModule
+from benchmark.strategies.base import TransferStrategy
+
+log = logging.getLogger(__name__)
+
+# Lightning's start-up banners ("GPU available", tips) repeat for every run of a sweep; keep warnings only.
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training budget, identical for a transfer run and its from-scratch baseline.
+
+    ``epochs`` passes over the labelled subset, raised when needed so that at least ``min_steps`` optimiser steps
+    run: with 1 label per class an epoch is a single step, and a budget in epochs alone would leave the scratch
+    baseline untrained and flatter every transfer.
+    """
+
+    epochs: int = 8
+    min_steps: int = 100
+    batch_size: int = 64
+    optimization: Optimization = field(default_factory=Optimization)
+
+    def plan(self, n_train: int) -> tuple[int, int]:
+        """``(epochs, total_steps)`` for a training set of ``n_train`` examples."""
+        if n_train < 1:
+            raise ValueError("the training subset is empty")
+        steps_per_epoch = math.ceil(n_train / self.batch_size)
+        epochs = max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+        return epochs, epochs * steps_per_epoch
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Where and how numerics run. ``precision`` is part of the run key; device and threads are not."""
+
+    accelerator: str = "cpu"
+    devices: int = 1
+    precision: str = "32-true"
+    deterministic: bool | str = False
+    num_workers: int = 0
+    benchmark: bool = False
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    selected_epoch: int
+    epochs: int
+    total_steps: int
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed_hash("loader_order", seed)) if shuffle else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def fit_and_test(
+    model: nn.Module,
+    strategy: TransferStrategy,
+    train: Dataset,
+    val: Dataset,
+    test: Dataset | None,
+    num_classes: int,
+    budget: Budget,
+    trainer: TrainerSettings,
+    seed: int,
+    selection: str = "last",
+    client: MlflowClient | None = None,
+    run_id: str | None = None,
+    callbacks: list[pl.Callback] | None = None,
+) -> FitResult:
+    """Train ``model`` with ``strategy`` under ``budget``; evaluate on ``test`` with the selected weights.
+
+    The data order depends only on ``seed`` (not on the strategy), so a pair's runs see the same batches.
+    """
+    epochs, total_steps = budget.plan(len(train))
+    strategy.setup(model)
+    module = TransferModule(model, strategy, num_classes, budget.optimization, epochs, total_steps)
+    logger_cb = EpochLogger(client, run_id)
+    select_cb = ModelSelection(selection)
+    pl_trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator=trainer.accelerator,
+        devices=trainer.devices,
+        precision=trainer.precision,
+        deterministic=trainer.deterministic,
+        benchmark=trainer.benchmark,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[DivergenceGuard(), logger_cb, select_cb, *(callbacks or [])],
+    )
+    train_loader = make_loader(train, budget.batch_size, True, seed, trainer.num_workers)
+    val_loader = make_loader(val, 512, False, seed, trainer.num_workers)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+        t0 = time.perf_counter()
+        pl_trainer.fit(module, train_loader, val_loader)
+        fit_s = time.perf_counter() - t0
+        metrics = {"time/fit_s": fit_s, "train/epochs": float(epochs), "train/total_steps": float(total_steps)}
+        if test is not None:
+            t0 = time.perf_counter()
+            out = pl_trainer.test(module, make_loader(test, 512, False, seed, trainer.num_workers), verbose=False)
+            metrics["time/test_s"] = time.perf_counter() - t0
+            metrics.update({k: float(v) for k, v in out[0].items()})
+    metrics["selected_epoch"] = float(select_cb.selected_epoch)
+    return FitResult(metrics, logger_cb.history, select_cb.selected_epoch, epochs, total_steps)

@@ -1,0 +1,49 @@
+"""Shared fixtures: the conf folders as the registry, offline settings, and a migrated SQLite MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+
+def options(group: str) -> list[str]:
+    """Every option of a config group: the conf folder is the registry (STYLE R1)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.fixture(scope="session")
+def _migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite store migrated per test session (~5 s); tests get copies (0.1 s)."""
+    from benchmark.tracking import open_store
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    open_store(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def store(_migrated_store: Path, tmp_path: Path) -> str:
+    """A fresh, already-migrated SQLite tracking URI in this test's temp dir."""
+    import shutil
+
+    path = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_store, path)
+    return f"sqlite:///{path}"
+
+
+def compose(overrides: list[str], tmp_path: Path | None = None):
+    """The config that ``python -m benchmark.run <overrides>`` would see (real Hydra composition)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)

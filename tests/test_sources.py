@@ -1,0 +1,104 @@
+"""Verified weight loading: a prefixed or foreign checkpoint raises; hub weights come from a local cache."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from benchmark.data import Preprocessing
+from benchmark.sources.models import (
+    FileWeights,
+    HubWeights,
+    build_model,
+    check_arch,
+    load_source_weights,
+    read_state_dict,
+)
+
+PREP = Preprocessing(32)
+
+
+def _source_state(num_classes: int = 7) -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    return {k: v.clone() for k, v in timm.create_model("test_resnet", num_classes=num_classes).state_dict().items()}
+
+
+def test_file_weights_load_everything_but_the_head(tmp_path):
+    state = _source_state()
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    model = build_model("test_resnet", 3, PREP)
+    loaded = load_source_weights(model, FileWeights(path))
+    own = model.state_dict()
+    assert loaded == len(state) - 2  # fc.weight and fc.bias have another shape
+    assert torch.equal(own["conv1.0.weight"], state["conv1.0.weight"])
+    assert own["fc.weight"].shape == (3, state["fc.weight"].shape[1])
+
+
+def test_pth_file_with_nested_state_dict(tmp_path):
+    state = _source_state()
+    path = tmp_path / "w.pth"
+    torch.save({"state_dict": state, "epoch": 3}, path)
+    model = build_model("test_resnet", 7, PREP)
+    assert load_source_weights(model, FileWeights(path)) == len(state)
+
+
+def test_prefixed_checkpoint_raises(tmp_path):
+    state = {f"module.{k}": v for k, v in _source_state().items()}
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(ValueError, match=r"missing.*unexpected.*module\."):
+        load_source_weights(build_model("test_resnet", 3, PREP), FileWeights(path))
+
+
+def test_wrong_architecture_raises(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file(timm.create_model("test_efficientnet", num_classes=3).state_dict(), str(path))
+    with pytest.raises(ValueError, match="do not fit ResNet"):
+        load_source_weights(build_model("test_resnet", 3, PREP), FileWeights(path))
+
+
+def test_pickled_objects_are_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": _source_state(), "obj": object()}, path)
+    with pytest.raises(Exception, match=r"(?i)weights_only|unsupported|global"):
+        read_state_dict(path)
+
+
+def test_unknown_architecture_suggests_close_names():
+    assert "test_resnet" in check_arch("test_resnett")
+    with pytest.raises(ValueError, match=r"did you mean.*resnet18"):
+        build_model("resnet_18", 3, PREP)
+
+
+def _write_hub_cache(cache, repo: str, state) -> None:
+    base = cache / f"models--{repo.replace('/', '--')}"
+    snap = base / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    save_file(state, str(snap / "model.safetensors"))
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text("0" * 40)
+
+
+def test_hub_weights_from_a_local_cache_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    state = _source_state(1000)
+    _write_hub_cache(tmp_path / "hub", "timm/test_resnet.r160_in1k", state)
+    model = build_model("test_resnet", 5, PREP)
+    loaded = load_source_weights(model, HubWeights("test_resnet.r160_in1k"))
+    assert loaded == len(state) - 2
+    assert torch.equal(model.state_dict()["layer4.0.conv1.weight"], state["layer4.0.conv1.weight"])
+
+
+def test_hub_weights_missing_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match=r"test_resnet.r160_in1k.*not in the local Hugging Face cache"):
+        load_source_weights(build_model("test_resnet", 5, PREP), HubWeights("test_resnet.r160_in1k"))
