@@ -33,10 +33,12 @@ class EpochLogger(pl.Callback):
         self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        validated = getattr(pl_module, "last_val_epoch", trainer.current_epoch) == trainer.current_epoch
+        stages = ("train/", "val/") if validated else ("train/",)
         row = {
             k: float(v)
             for k, v in trainer.callback_metrics.items()
-            if k.startswith(("train/", "val/")) and torch.as_tensor(v).numel() == 1
+            if k.startswith(stages) and torch.as_tensor(v).numel() == 1
         }
         row["time/elapsed_s"] = time.perf_counter() - self._start
         row["train/steps"] = float(trainer.global_step)
@@ -69,6 +71,8 @@ class ModelSelection(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.rule == "last":
             self.selected_epoch = trainer.current_epoch
+            return
+        if getattr(pl_module, "last_val_epoch", trainer.current_epoch) != trainer.current_epoch:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is not None and float(value) > self.best:

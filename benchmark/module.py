@@ -70,6 +70,7 @@ class TransferModule(pl.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
+        self.last_val_epoch = -1  # epoch of the latest validation pass (validation may skip epochs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -133,6 +134,7 @@ class TransferModule(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute())
         self.val_metrics.reset()
+        self.last_val_epoch = self.current_epoch
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y = batch

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from benchmark import sweep, tracking
 from benchmark.data import Preprocessing
@@ -43,15 +43,13 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 KEY_VERSION = 1
 """Bumped when a change to the harness makes old runs incomparable: every run key changes with it."""
 
-_ACTIVE_SWEEP: sweep.SweepState | None = None
-
 
 def _raw(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
+    return OmegaConf.to_container(node, resolve=False) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def _resolved(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
 def build_source(source_id: str, cfg: DictConfig, dataset_id: str | None) -> SourceSpec:
@@ -150,8 +148,8 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         deterministic=t.deterministic,
         num_workers=int(t.num_workers),
     )
-    resolved = _resolved(cfg)
-    params = tracking.flatten({k: v for k, v in resolved.items() if k != "hydra"})
+    resolved = {k: _resolved(cfg[k]) for k in cfg if k != "hydra"}
+    params = tracking.flatten(resolved)
     common = dict(
         target_id=target_id,
         target=target,
@@ -208,6 +206,8 @@ def run_job(cfg: DictConfig) -> float | None:
     set_threads(cfg.trainer.get("threads"))
     multirun = hc.mode == RunMode.MULTIRUN
     state = sweep.find_state(Path(hc.sweep.dir)) if multirun else None
+    if multirun and state is None:
+        log.warning("no sweep state in %s: this job runs without a parent run or sweep verdicts", hc.sweep.dir)
     job = build_job(cfg, choices)
     if state is not None:
         client = tracking.open_store(state.tracking_uri)
@@ -258,10 +258,10 @@ class SweepCallback(Callback):
     """Creates the parent run before the first job and finalises the sweep after the last one."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        global _ACTIVE_SWEEP
+        HydraConfig.instance().set_config(config)  # so ${hydra:...} interpolations resolve here too
         root = Path(config.hydra.runtime.cwd)
         overrides = list(config.hydra.overrides.task)
-        _ACTIVE_SWEEP = sweep.start(
+        sweep.start(
             tracking.resolve_uri(config.tracking.uri, root),
             str(config.tracking.experiment),
             _artifact_root(config),
@@ -274,17 +274,7 @@ class SweepCallback(Callback):
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        _finalize_active()
-
-
-def _finalize_active() -> None:
-    global _ACTIVE_SWEEP
-    if _ACTIVE_SWEEP is not None:
-        state, _ACTIVE_SWEEP = _ACTIVE_SWEEP, None
-        try:
-            sweep.finalize(state)
-        except Exception:
-            log.exception("could not finalise sweep %s", state.sweep_id)
+        sweep.finalize_active()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -301,7 +291,7 @@ def main() -> None:
     try:
         _hydra_main()
     finally:
-        _finalize_active()
+        sweep.finalize_active()  # released Hydra skips on_multirun_end when a job failed
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ STATE_FILE = "transfer_bench_sweep.json"
 JOBS_DIR = "transfer_bench_jobs"
 STATE_ENV = "TRANSFER_BENCH_SWEEP_STATE"
 
+ACTIVE: SweepState | None = None
+"""The sweep started by this process (kept here, not in ``benchmark.run``: ``python -m benchmark.run`` runs that
+module as ``__main__`` while Hydra imports the callback from ``benchmark.run``, two module objects)."""
+
 
 @dataclass
 class SweepState:
@@ -80,8 +84,22 @@ def start(
     )
     state.save()
     os.environ[STATE_ENV] = str(state.path)
+    global ACTIVE
+    ACTIVE = state
     log.info("sweep %s: parent run %s in experiment %r (%s)", sweep_id, parent, experiment, tracking_uri)
     return state
+
+
+def finalize_active() -> None:
+    """Finalise the sweep this process started, once; errors are logged, never raised over the sweep's own."""
+    global ACTIVE
+    if ACTIVE is None:
+        return
+    state, ACTIVE = ACTIVE, None
+    try:
+        finalize(state)
+    except Exception:
+        log.exception("could not finalise sweep %s", state.sweep_id)
 
 
 def find_state(sweep_dir: Path | None) -> SweepState | None:

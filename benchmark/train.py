@@ -107,8 +107,11 @@ def fit_and_test(
     module = TransferModule(model, strategy, num_classes, budget.optimization, epochs, total_steps)
     logger_cb = EpochLogger(client, run_id)
     select_cb = ModelSelection(selection)
+    # tiny label budgets mean many short epochs: validate about 12 times per run, always on the last epoch
+    val_every = max(d for d in range(1, max(1, epochs // 12) + 1) if epochs % d == 0)
     pl_trainer = pl.Trainer(
         max_epochs=epochs,
+        check_val_every_n_epoch=val_every,
         accelerator=trainer.accelerator,
         devices=trainer.devices,
         precision=trainer.precision,

@@ -1,0 +1,22 @@
+# Sourced by the scripts: make sure .venv exists and holds this checkout's package with its dev extras.
+# Re-installs only when pyproject.toml changed (a stamp file records its hash).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="${VENV:-$ROOT/.venv}"
+PYTHON_BIN="${PYTHON_BIN:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "creating $VENV" >&2
+  "$PYTHON_BIN" -m venv "$VENV"
+fi
+STAMP="$VENV/.transfer-bench-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$STAMP" ] || ! "$VENV/bin/python" -c "import benchmark, timm, mlflow, pytorch_lightning" 2>/dev/null; then
+  echo "installing transfer-bench into $VENV (first time: a few minutes)" >&2
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/python" -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/python" -c "import benchmark, timm, mlflow, pytorch_lightning" || { echo "install failed" >&2; exit 1; }
+  rm -f "$VENV"/.transfer-bench-*
+  touch "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"  # nothing downloads unless the user asks for it

@@ -1,0 +1,131 @@
+"""End to end: a real Hydra multirun in a subprocess, recorded in a real SQLite MLflow store.
+
+Checks the parent/child links, tags, metrics, deltas, verdicts, baselines trained once and shared, pairing of
+example indices within a pair, reuse on a second invocation, and failure isolation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+
+TINY = [
+    "source.weights.recipe.epochs=1",
+    "source.weights.dataset.n_per_class=40",
+    "budget.epochs=1",
+    "budget.min_steps=6",
+    "budget.batch_size=32",
+]
+
+
+def run_sweep(tmp_path: Path, store: str, args: list[str], name: str = "sweep") -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable, "-m", "benchmark.run", "-m", *args, *TINY,
+        f"tracking.uri={store}", "tracking.experiment=e2e", f"tracking.artifact_root={tmp_path / 'artifacts'}",
+        f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / name}",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def runs_by_role(client: MlflowClient, exp_id: str) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for run in client.search_runs([exp_id], max_results=1000):
+        out.setdefault(run.data.tags.get("role", "?"), []).append(run)
+    return out
+
+
+def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
+    args = ["source=synth_digits,shapes", "target=digits", "strategy=finetune,linear_probe", "label_budget=5",
+            "seed=0,1"]  # fmt: skip
+    first = run_sweep(tmp_path, store, args, "first")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "verdict" in first.stdout and "synth_digits" in first.stdout
+
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("e2e")
+    roles = runs_by_role(client, exp.experiment_id)
+    assert {r.info.status for rs in roles.values() for r in rs} == {"FINISHED"}
+    (parent,) = roles["sweep"]
+    assert len(roles["transfer"]) == 8
+    assert len(roles["baseline"]) == 2  # one per seed, shared by both sources and both strategies
+    assert len(roles["pretrain"]) == 2  # one per source
+    for run in roles["transfer"] + roles["baseline"] + roles["pretrain"]:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["sweep_id"] == parent.data.tags["sweep_id"]
+    baselines = {r.data.tags["run_key"]: r for r in roles["baseline"]}
+    for run in roles["transfer"]:
+        tags, metrics = run.data.tags, run.data.metrics
+        for key in (
+            "source",
+            "target",
+            "strategy",
+            "seed",
+            "label_budget",
+            "arch",
+            "run_key",
+            "baseline_key",
+            "git_sha",
+        ):
+            assert tags.get(key), key
+        assert tags["verdict"] in ("positive", "negative", "inconclusive")
+        base = baselines[tags["baseline_key"]]
+        assert base.data.tags["seed"] == tags["seed"]
+        assert metrics["delta/test/acc"] == pytest.approx(metrics["test/acc"] - base.data.metrics["test/acc"])
+        assert tags["baseline_run_id"] == base.info.run_id
+        assert "val/acc" in metrics and "time/fit_s" in metrics and "train/loss" in metrics
+        assert len(client.get_metric_history(run.info.run_id, "train/loss")) >= 1
+        # pairing: the transfer run and its baseline trained on exactly the same examples
+        own = json.loads(
+            Path(client.download_artifacts(run.info.run_id, "data/train_indices.json", str(tmp_path))).read_text()
+        )
+        theirs = json.loads(
+            Path(
+                client.download_artifacts(base.info.run_id, "data/train_indices.json", str(tmp_path / "b"))
+            ).read_text()
+        )
+        assert own == theirs and len(own["train_indices"]) == 5 * 10
+        assert run.data.params["budget/epochs"] == base.data.params["budget/epochs"]
+        assert run.data.params["source/preprocessing/image_size"] == base.data.params["source/preprocessing/image_size"]
+    note = parent.data.tags["mlflow.note.content"]
+    assert "| source" in note and "linear_probe" in note
+    assert parent.data.metrics["sweep/trained"] == 8 and parent.data.metrics["sweep/failed"] == 0
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"verdicts.md", "verdicts.csv", "runs.json"} <= artifacts
+
+    # a second invocation trains nothing and reuses every FINISHED run, even across sweeps
+    second = run_sweep(tmp_path, store, args, "second")
+    assert second.returncode == 0, second.stderr[-3000:]
+    roles2 = runs_by_role(client, exp.experiment_id)
+    assert len(roles2["transfer"]) == 8 and len(roles2["baseline"]) == 2 and len(roles2["pretrain"]) == 2
+    parent2 = next(r for r in roles2["sweep"] if r.info.run_id != parent.info.run_id)
+    assert parent2.data.metrics["sweep/trained"] == 0 and parent2.data.metrics["sweep/reused"] == 8
+    assert parent2.data.tags["mlflow.note.content"].count("| synth_digits") == 2
+
+
+def test_a_failing_job_is_isolated_and_recorded(tmp_path, store):
+    # 1000 examples per class do not exist: that job fails, the other one finishes
+    args = ["source=synth_digits", "strategy=finetune", "label_budget=5,1000", "seed=0"]
+    result = run_sweep(tmp_path, store, args)
+    assert result.returncode != 0
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    failed = [r for r in runs if r.info.status == "FAILED"]
+    finished = [r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("role") == "transfer"]
+    assert len(finished) == 1 and finished[0].data.tags["label_budget"] == "5"
+    parent = next(r for r in failed if r.data.tags.get("role") == "sweep")
+    assert "1000" in parent.data.tags["failed_cells"]
+    job = next(r for r in failed if r.data.tags.get("role") != "sweep")
+    assert "label_budget=1000" in job.data.tags["failure_reason"]
+    trace = Path(client.download_artifacts(job.info.run_id, "traceback.txt", str(tmp_path))).read_text()
+    assert "ValueError" in trace
