@@ -67,12 +67,17 @@ class JobSpec:
 
     @property
     def is_baseline(self) -> bool:
+        return self.strategy.role == "baseline"
+
+    @property
+    def shares_architecture_only(self) -> bool:
+        """Runs that ignore the source's weights are identified by its architecture, not its id."""
         return not self.strategy.uses_pretrained
 
     @property
     def source_tag(self) -> str:
         """Baselines ignore the source's weights and are shared by every source of the same architecture."""
-        return f"scratch:{self.source.arch}" if self.is_baseline else self.source.id
+        return f"scratch:{self.source.arch}" if self.shares_architecture_only else self.source.id
 
     @property
     def budget_tag(self) -> str:
@@ -80,7 +85,7 @@ class JobSpec:
 
     @property
     def name(self) -> str:
-        src = self.source.arch if self.is_baseline else self.source.id
+        src = self.source.arch if self.shares_architecture_only else self.source.id
         return f"{src}__{self.target_id}__{self.strategy_id}__n{self.budget_tag}__s{self.seed}"
 
     @property
@@ -95,7 +100,7 @@ class JobSpec:
             "seed": str(self.seed),
             "label_budget": self.budget_tag,
             "arch": self.source.arch,
-            "weights": self.source.weights.kind if not self.is_baseline else "none",
+            "weights": "none" if self.shares_architecture_only else self.source.weights.kind,
             "role": self.strategy.role,
             "run_key": self.run_key,
             "git_sha": ctx.git_sha,
@@ -183,7 +188,7 @@ def _train(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
     train = prep.apply(splits.train.subset(subset))
     val, test = prep.apply(splits.val), prep.apply(splits.test)
 
-    pl.seed_everything(seed_hash("model_init", job.seed) % 2**32, workers=True, verbose=False)
+    pl.seed_everything(seed_hash("model_init", job.seed, job.strategy.seed_salt) % 2**32, workers=True, verbose=False)
     model = build_model(job.source.arch, splits.num_classes, prep, **job.source.model_kwargs)
     loaded = 0
     if job.strategy.uses_pretrained:
@@ -230,18 +235,22 @@ def _train(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
 
 
 def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str) -> dict[str, float]:
-    """Log ``delta/<metric>`` = transfer − baseline on the transfer run, and link the baseline."""
+    """Log ``delta/<metric>`` = transfer − baseline on the transfer run, and link the baseline.
+
+    Idempotent: a reused pair whose deltas are already recorded against the same baseline is not logged again.
+    """
     run = client.get_run(run_id)
     base = client.get_run(baseline_run_id)
-    deltas = {
-        f"delta/{m}": run.data.metrics[m] - base.data.metrics[m]
-        for m in DELTA_METRICS
-        if m in run.data.metrics and m in base.data.metrics
-    }
-    deltas.update({f"baseline/{m}": base.data.metrics[m] for m in DELTA_METRICS if m in base.data.metrics})
-    tracking.log_metrics(client, run_id, deltas)
-    tracking.set_tags(client, run_id, {"baseline_run_id": baseline_run_id})
-    return deltas
+    values = {}
+    for m in DELTA_METRICS:
+        if m in run.data.metrics and m in base.data.metrics:
+            values[f"delta/{m}"] = run.data.metrics[m] - base.data.metrics[m]
+            values[f"baseline/{m}"] = base.data.metrics[m]
+    recorded = run.data.tags.get("baseline_run_id") == baseline_run_id
+    if not (recorded and all(run.data.metrics.get(k) == v for k, v in values.items())):
+        tracking.log_metrics(client, run_id, values)
+        tracking.set_tags(client, run_id, {"baseline_run_id": baseline_run_id})
+    return {k: v for k, v in values.items() if k.startswith("delta/")}
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:

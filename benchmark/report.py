@@ -1,112 +1,244 @@
-"""From MLflow runs to cells, paired statistics, verdicts and tables.
+"""Research comparisons from MLflow runs: cells, paired statistics, verdicts, tables, figures and efficiency.
 
-Reads recorded runs only, so it works on any past sweep and on a store copied from another machine.
-A cell is (source, target, strategy, label budget); its seeds pair each transfer run with the scratch run of the
-same ``baseline_key`` (same architecture, preprocessing, target, label subset, seed and budget).
+Reads recorded runs only, so it works on any past sweep and on a store copied from another machine:
+
+    python -m benchmark.report --experiment quickstart --out reports/quickstart
+    python -m benchmark.report --experiment quickstart --sweep 20261129-015016-764c --tracking-uri sqlite:////abs/mlflow.db
+
+A cell is (source, target, strategy, label budget); its seeds pair each transfer run with the scratch run of the same
+``baseline_key`` (same architecture, preprocessing, target, label subset, seed and budget). The statistics and the
+verdict rule are documented in ``benchmark.stats``. The same report is written to each sweep's parent run at the end
+of the sweep (``report/`` artifacts, headline metrics, the verdict table as the run description).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import math
-from collections import defaultdict
-from dataclasses import dataclass
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from mlflow.entities import Run
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
 
-from benchmark.stats import PairedSummary, paired_summary
+from benchmark.stats import INSUFFICIENT, NEGATIVE, POSITIVE, adjust, paired_summary
 
-CELL_TAGS = ("source", "target", "strategy", "label_budget")
+log = logging.getLogger(__name__)
 
-
-@dataclass
-class Cell:
-    source: str
-    target: str
-    strategy: str
-    label_budget: str
-    transfer: list[float]
-    baseline: list[float]
-    deltas: list[float]
-    run_ids: list[str]
-    missing_baselines: int
-    summary: PairedSummary
-
-    @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (self.source, self.target, self.strategy, self.label_budget)
+CELL = ["source", "target", "strategy", "label_budget"]
+TABLE_COLUMNS = [
+    "source", "target", "strategy", "labels/class", "seeds", "transfer", "scratch", "delta", "95% CI", "p (Holm)",
+    "verdict",
+]  # fmt: skip
 
 
-def summarize_cells(
-    transfer_runs: list[Run],
-    baseline_runs: dict[str, Run],
-    metric: str = "test/acc",
-    alpha: float = 0.05,
-    margin: float = 0.0,
-) -> list[Cell]:
-    """Group transfer runs into cells and pair each with its baseline (``baseline_runs`` maps run key -> run).
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
 
-    A transfer run whose baseline is absent counts in ``missing_baselines`` and contributes no delta: it is shown,
-    never silently dropped.
+
+def load_runs(
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    sweep_ids: Sequence[str] | None = None,
+    roles: Sequence[str] | None = ("baseline", "transfer"),
+    client: MlflowClient | None = None,
+) -> pd.DataFrame:
+    """One row per FINISHED run: ``run_id``, ``run_name``, ``status``, ``start_time``, then ``tags.*``, ``params.*``
+    and ``metrics.*`` columns (MLflow's own naming), for a notebook or for ``summarize``.
+
+    ``sweep_ids`` restricts to the runs each sweep used (trained or reused), read from the sweep's parent run
+    (``runs.json``), falling back to the runs tagged with that ``sweep_id``. Runs with the same ``run_key`` are
+    deduplicated (newest kept). ``roles`` filters on the ``role`` tag (None keeps all, parent runs included).
     """
-    groups: dict[tuple[str, ...], list[Run]] = defaultdict(list)
-    for run in transfer_runs:
-        groups[tuple(run.data.tags.get(t, "?") for t in CELL_TAGS)].append(run)
-    cells = []
-    for key, runs in sorted(groups.items()):
-        runs = sorted(runs, key=lambda r: int(r.data.tags.get("seed", 0)))
-        transfer, baseline, deltas, missing = [], [], [], 0
-        for run in runs:
-            value = run.data.metrics.get(metric, math.nan)
-            transfer.append(value)
-            base = baseline_runs.get(run.data.tags.get("baseline_key", ""))
-            if base is None or metric not in base.data.metrics:
-                missing += 1
-                continue
-            baseline.append(base.data.metrics[metric])
-            deltas.append(value - base.data.metrics[metric])
-        cells.append(
-            Cell(
-                *key,
-                transfer,
-                baseline,
-                deltas,
-                [r.info.run_id for r in runs],
-                missing,
-                paired_summary(deltas, alpha=alpha, margin=margin),
-            )
-        )
-    return cells
+    client = client or MlflowClient(tracking_uri or _default_uri())
+    exp = client.get_experiment_by_name(experiment) if experiment else None
+    if experiment and exp is None:
+        names = [e.name for e in client.search_experiments()]
+        raise ValueError(f"no MLflow experiment {experiment!r} in {client.tracking_uri}; experiments: {names}")
+    exp_ids = [exp.experiment_id] if exp else [e.experiment_id for e in client.search_experiments()]
+    runs = _search(client, exp_ids, "attributes.status = 'FINISHED'")
+    if sweep_ids:
+        wanted: set[str] = set()
+        for sweep_id in sweep_ids:
+            wanted |= _sweep_run_ids(client, exp_ids, sweep_id)
+        runs = [r for r in runs if r.info.run_id in wanted]
+    df = runs_frame(runs)
+    if df.empty:
+        return df
+    if roles is not None and "tags.role" in df:
+        df = df[df["tags.role"].isin(roles)]
+    if "tags.run_key" in df:
+        keyed = df[df["tags.run_key"].notna()].sort_values("start_time").drop_duplicates("tags.run_key", keep="last")
+        df = pd.concat([keyed, df[df["tags.run_key"].isna()]])
+    return df.sort_values("start_time").reset_index(drop=True)
 
 
-def _pm(values: list[float]) -> str:
-    import numpy as np
-
-    v = np.asarray([x for x in values if not math.isnan(x)], dtype=float)
-    if len(v) == 0:
-        return "missing"
-    if len(v) == 1:
-        return f"{v[0]:.3f}"
-    return f"{v.mean():.3f} ± {v.std(ddof=1) / math.sqrt(len(v)):.3f}"
-
-
-def verdict_rows(cells: list[Cell]) -> list[dict[str, str]]:
+def runs_frame(runs: Sequence) -> pd.DataFrame:
+    """MLflow ``Run`` objects as one row each (``tags.*``, ``params.*``, ``metrics.*`` columns)."""
     rows = []
-    for c in cells:
-        s = c.summary
-        ci = "—" if math.isnan(s.ci_low) else f"[{s.ci_low:+.3f}, {s.ci_high:+.3f}]"
+    for r in runs:
+        row = {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+            "start_time": pd.to_datetime(r.info.start_time, unit="ms"),
+            "experiment_id": r.info.experiment_id,
+        }
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")})
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"metrics.{k}": v for k, v in r.data.metrics.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _default_uri() -> str:
+    from benchmark.tracking import resolve_uri
+
+    return resolve_uri(None, Path.cwd())
+
+
+def _search(client: MlflowClient, exp_ids: list[str], flt: str) -> list:
+    out, token = [], None
+    while True:
+        page = client.search_runs(exp_ids, filter_string=flt, max_results=1000, page_token=token)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def _sweep_run_ids(client: MlflowClient, exp_ids: list[str], sweep_id: str) -> set[str]:
+    parents = _search(client, exp_ids, f"tags.sweep_id = '{sweep_id}' and tags.role = 'sweep'")
+    if not parents:
+        raise ValueError(f"no sweep {sweep_id!r} (a parent run tagged role=sweep) in experiments {exp_ids}")
+    ids = {r.info.run_id for r in _search(client, exp_ids, f"tags.sweep_id = '{sweep_id}'")}
+    for parent in parents:
+        try:
+            records = client.load_dict(f"runs:/{parent.info.run_id}/runs.json")["jobs"]
+        except Exception:
+            continue
+        for rec in records:
+            ids |= {rec[k] for k in ("run_id", "baseline_run_id") if rec.get(k)}
+    return ids
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cells and statistics
+
+
+def budget_order(value: str) -> float:
+    """Numeric sort key of a ``label_budget`` tag: "all" sorts last."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.inf
+
+
+def summarize(
+    runs: pd.DataFrame, metric: str = "test/acc", alpha: float = 0.05, margin: float = 0.01, n_boot: int = 10_000
+) -> pd.DataFrame:
+    """One row per cell with paired statistics, Holm-adjusted p-values and verdicts (see ``benchmark.stats``).
+
+    Columns: the cell keys, ``n`` (paired seeds), ``unpaired`` (transfer runs whose baseline is missing: shown,
+    never dropped), ``transfer_mean``/``transfer_se``, ``scratch_mean``/``scratch_se``, ``delta``, ``se``,
+    ``ci_low``/``ci_high`` (t), ``boot_low``/``boot_high``, ``p``, ``p_wilcoxon``, ``p_holm``, ``nt_gap`` (the
+    negative-transfer gap of Wang et al., CVPR 2019: error(transfer) − error(scratch), positive = negative transfer;
+    for accuracy it is −delta), ``verdict``, ``seeds`` and ``run_ids``.
+    """
+    if runs.empty or "tags.role" not in runs:
+        return pd.DataFrame()
+    col = f"metrics.{metric}"
+    transfer = runs[runs["tags.role"] == "transfer"]
+    baselines = runs[runs["tags.role"] == "baseline"].set_index("tags.run_key")
+    rows, summaries = [], []
+    for key, group in transfer.groupby([f"tags.{c}" for c in CELL], sort=False):
+        group = group.sort_values("tags.seed", key=lambda s: s.astype(int))
+        t_vals, b_vals, deltas, seeds = [], [], [], []
+        unpaired = 0
+        for _, run in group.iterrows():
+            value = run.get(col, math.nan)
+            base = baselines.loc[run["tags.baseline_key"]] if run.get("tags.baseline_key") in baselines.index else None
+            t_vals.append(value)
+            if base is None or pd.isna(base.get(col, math.nan)) or pd.isna(value):
+                unpaired += 1
+                continue
+            b_vals.append(float(base[col]))
+            deltas.append(float(value) - float(base[col]))
+            seeds.append(int(run["tags.seed"]))
+        s = paired_summary(deltas, alpha=alpha, margin=margin, n_boot=n_boot)
+        summaries.append(s)
+        rows.append(
+            {
+                **dict(zip(CELL, key, strict=True)),
+                "n": s.n,
+                "unpaired": unpaired,
+                "transfer_mean": _mean(t_vals),
+                "transfer_se": _se(t_vals),
+                "scratch_mean": _mean(b_vals),
+                "scratch_se": _se(b_vals),
+                "delta": s.mean,
+                "se": s.se,
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "boot_low": s.boot_low,
+                "boot_high": s.boot_high,
+                "p": s.p_value,
+                "p_wilcoxon": s.p_wilcoxon,
+                "seeds": seeds,
+                "run_ids": group["run_id"].tolist(),
+            }
+        )
+    for row, s in zip(rows, adjust(summaries, alpha=alpha, margin=margin), strict=True):
+        row["p_holm"] = s.p_adjusted
+        row["verdict"] = s.verdict
+        row["nt_gap"] = -row["delta"] if metric.endswith(("acc", "f1_macro")) else row["delta"]
+    df = pd.DataFrame(rows)
+    df["_b"] = df["label_budget"].map(budget_order)
+    return df.sort_values(["source", "target", "strategy", "_b"]).drop(columns="_b").reset_index(drop=True)
+
+
+def _mean(v: Sequence[float]) -> float:
+    a = np.asarray([x for x in v if not pd.isna(x)], dtype=float)
+    return float(a.mean()) if len(a) else math.nan
+
+
+def _se(v: Sequence[float]) -> float:
+    a = np.asarray([x for x in v if not pd.isna(x)], dtype=float)
+    return float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else math.nan
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def _pm(mean: float, se: float) -> str:
+    if pd.isna(mean):
+        return "missing"
+    return f"{mean:.3f}" if pd.isna(se) else f"{mean:.3f} ± {se:.3f}"
+
+
+def table_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
+    rows = []
+    for _, c in cells.iterrows():
+        ci = "—" if pd.isna(c.ci_low) else f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
         rows.append(
             {
                 "source": c.source,
                 "target": c.target,
                 "strategy": c.strategy,
                 "labels/class": c.label_budget,
-                "seeds": str(s.n) + (f" (+{c.missing_baselines} unpaired)" if c.missing_baselines else ""),
-                "transfer": _pm(c.transfer),
-                "scratch": _pm(c.baseline),
-                "delta": "—" if math.isnan(s.mean) else f"{s.mean:+.3f}",
+                "seeds": str(c.n) + (f" (+{c.unpaired} unpaired)" if c.unpaired else ""),
+                "transfer": _pm(c.transfer_mean, c.transfer_se),
+                "scratch": _pm(c.scratch_mean, c.scratch_se),
+                "delta": "—" if pd.isna(c.delta) else f"{c.delta:+.3f}",
                 "95% CI": ci,
-                "p": "—" if math.isnan(s.p_value) else f"{s.p_value:.3g}",
-                "verdict": s.verdict,
+                "p (Holm)": "—" if pd.isna(c.p_holm) else f"{c.p_holm:.2g}",
+                "verdict": c.verdict,
             }
         )
     return rows
@@ -117,7 +249,410 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
         return "(no transfer cells)"
     cols = list(rows[0])
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols}
-    line = lambda vals: "| " + " | ".join(v.ljust(widths[c]) for c, v in zip(cols, vals, strict=True)) + " |"  # noqa: E731
+
+    def line(vals: list[str]) -> str:
+        return "| " + " | ".join(v.ljust(widths[c]) for c, v in zip(cols, vals, strict=True)) + " |"
+
     out = [line(cols), "|" + "|".join("-" * (widths[c] + 2) for c in cols) + "|"]
-    out += [line([r[c] for c in cols]) for r in rows]
-    return "\n".join(out)
+    return "\n".join(out + [line([r[c] for c in cols]) for r in rows])
+
+
+def latex_table(rows: list[dict[str, str]], caption: str = "Transfer versus scratch") -> str:
+    """A booktabs table (``\\usepackage{booktabs}``); verdicts in bold when positive or negative."""
+
+    def esc(text: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+            text = text.replace(a, b)
+        return text.replace("±", r"$\pm$").replace("—", "--")
+
+    if not rows:
+        return "% no transfer cells\n"
+    cols = list(rows[0])
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{esc(caption)}}}",
+        r"\begin{tabular}{" + "lll" + "r" * (len(cols) - 4) + "l}",
+        r"\toprule",
+        " & ".join(esc(c) for c in cols) + r" \\",
+        r"\midrule",
+    ]
+    for r in rows:
+        cells = [esc(r[c]) for c in cols]
+        if r["verdict"] in (POSITIVE, NEGATIVE):
+            cells[-1] = rf"\textbf{{{cells[-1]}}}"
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Curves and efficiency
+
+
+def histories(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]) -> pd.DataFrame:
+    """Long table ``run_id, key, step, value`` of per-epoch metrics."""
+    rows = []
+    for run_id in run_ids:
+        for key in keys:
+            for m in client.get_metric_history(run_id, key):
+                rows.append((run_id, key, m.step, m.value))
+    return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+
+
+def efficiency(runs: pd.DataFrame, curves: pd.DataFrame, monitor: str = "val/acc") -> pd.DataFrame:
+    """Time-to-accuracy per transfer run: the first epoch whose ``monitor`` reaches its scratch baseline's final
+    value, in optimiser steps and seconds, and the share of the baseline's steps and fit time that saves.
+
+    ``saved_time`` = 1 − seconds_to_target / baseline fit seconds (the seed article claims 60-80 %); NaN with
+    ``reached`` False when the transfer run never reaches the baseline.
+    """
+    if runs.empty or curves.empty:
+        return pd.DataFrame()
+    by_run = {rid: g.pivot_table(index="step", columns="key", values="value") for rid, g in curves.groupby("run_id")}
+    baselines = runs[runs["tags.role"] == "baseline"].set_index("tags.run_key")
+    rows = []
+    for _, run in runs[runs["tags.role"] == "transfer"].iterrows():
+        key = run.get("tags.baseline_key")
+        if key not in baselines.index:
+            continue
+        base = baselines.loc[key]
+        own, theirs = by_run.get(run["run_id"]), by_run.get(base["run_id"])
+        if own is None or theirs is None or monitor not in own or monitor not in theirs:
+            continue
+        target = theirs[monitor].dropna().iloc[-1]
+        base_s = float(base.get("metrics.time/fit_s", math.nan))
+        base_steps = float(base.get("metrics.train/total_steps", math.nan))
+        hit = own[own[monitor] >= target - 1e-9]
+        reached = not hit.empty
+        step = hit.index[0] if reached else None
+        seconds = float(hit["time/elapsed_s"].iloc[0]) if reached and "time/elapsed_s" in hit else math.nan
+        steps = float(hit["train/steps"].iloc[0]) if reached and "train/steps" in hit else math.nan
+        rows.append(
+            {
+                **{c: run[f"tags.{c}"] for c in CELL},
+                "seed": int(run["tags.seed"]),
+                "target_value": float(target),
+                "reached": reached,
+                "epoch_to_target": step,
+                "steps_to_target": steps,
+                "seconds_to_target": seconds,
+                "baseline_steps": base_steps,
+                "baseline_fit_s": base_s,
+                "transfer_fit_s": float(run.get("metrics.time/fit_s", math.nan)),
+                "saved_steps": 1 - steps / base_steps if reached else math.nan,
+                "saved_time": 1 - seconds / base_s if reached else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+VERDICT_COLOURS = {POSITIVE: "#1a9850", NEGATIVE: "#d73027", "inconclusive": "#7f7f7f", INSUFFICIENT: "#bbbbbb"}
+
+
+def heatmaps(cells: pd.DataFrame, out: Path, metric: str) -> list[Path]:
+    """Source × target mean-delta heatmap per strategy (one panel per label budget), diverging around 0;
+    cells with a negative verdict are outlined and marked."""
+    plt = _plt()
+    from matplotlib.colors import TwoSlopeNorm
+
+    files = []
+    lim = max(float(np.nanmax(np.abs(cells["delta"].to_numpy(dtype=float)))), 1e-3) if len(cells) else 1.0
+    for strategy, sc in cells.groupby("strategy"):
+        budgets = sorted(sc["label_budget"].unique(), key=budget_order)
+        sources, targets = sorted(sc["source"].unique()), sorted(sc["target"].unique())
+        fig, axes = plt.subplots(
+            1,
+            len(budgets),
+            figsize=(2.2 + 1.4 * len(targets) * len(budgets), 1.4 + 0.6 * len(sources)),
+            squeeze=False,
+            sharey=True,
+        )
+        for k, (ax, budget) in enumerate(zip(axes[0], budgets, strict=True)):
+            grid = np.full((len(sources), len(targets)), np.nan)
+            for _, c in sc[sc["label_budget"] == budget].iterrows():
+                i, j = sources.index(c.source), targets.index(c.target)
+                grid[i, j] = c.delta
+                if c.verdict == NEGATIVE:
+                    ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="black", lw=2.5))
+                mark = {POSITIVE: " (+)", NEGATIVE: " (−)"}.get(c.verdict, "")
+                colour = "white" if abs(c.delta) > 0.6 * lim else "black"
+                ax.text(j, i, f"{c.delta:+.3f}{mark}", ha="center", va="center", fontsize=8, color=colour)
+            im = ax.imshow(grid, cmap="RdBu", norm=TwoSlopeNorm(0.0, -lim, lim))
+            ax.set_xticks(range(len(targets)), targets, rotation=30, ha="right")
+            if k == 0:
+                ax.set_yticks(range(len(sources)), sources)
+            ax.set_title(f"{budget} labels/class", fontsize=9)
+        fig.colorbar(im, ax=axes[0].tolist(), label=f"Δ {metric} (transfer − scratch)")
+        fig.suptitle(f"{strategy}: mean delta over seeds; (+)/(−) = verdict, outlined = negative", fontsize=10, y=1.06)
+        path = out / f"heatmap_{strategy}.png"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def forest_plot(cells: pd.DataFrame, out: Path, metric: str, margin: float) -> Path:
+    """Every cell's mean delta with its 95% t-interval, coloured by verdict."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.32 * max(len(cells), 1)))
+    labels = []
+    for i, (_, c) in enumerate(cells.iloc[::-1].iterrows()):
+        colour = VERDICT_COLOURS.get(c.verdict, "black")
+        if not pd.isna(c.ci_low):
+            ax.plot([c.ci_low, c.ci_high], [i, i], color=colour, lw=2)
+        ax.plot([c.delta], [i], "o", color=colour)
+        labels.append(f"{c.source} → {c.target} · {c.strategy} · {c.label_budget}/class (n={c.n})")
+    ax.axvline(0, color="black", lw=0.8)
+    for m in (-margin, margin):
+        if margin:
+            ax.axvline(m, color="grey", lw=0.8, ls=":")
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel(f"Δ {metric} (transfer − scratch), 95% CI over seeds")
+    handles = [plt.Line2D([], [], color=c, marker="o", label=v) for v, c in VERDICT_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=7, loc="best")
+    path = out / "forest.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def learning_curves(
+    cells: pd.DataFrame, runs: pd.DataFrame, curves: pd.DataFrame, out: Path, max_cells: int = 8
+) -> Path:
+    """Mean val/acc of transfer runs and their baselines against epoch and against wall time, per cell."""
+    plt = _plt()
+    shown = cells.head(max_cells)
+    fig, axes = plt.subplots(len(shown), 2, figsize=(9, 2.2 * max(len(shown), 1)), squeeze=False)
+    by_id = runs.set_index("run_id")
+    base_by_key = runs[runs["tags.role"] == "baseline"].set_index("tags.run_key")["run_id"].to_dict()
+    for row, (_, c) in zip(axes, shown.iterrows(), strict=False):
+        pairs = {"transfer": list(c.run_ids), "scratch": []}
+        for rid in c.run_ids:
+            key = by_id.loc[rid].get("tags.baseline_key")
+            if key in base_by_key:
+                pairs["scratch"].append(base_by_key[key])
+        for name, ids, colour in (("transfer", pairs["transfer"], "C0"), ("scratch", pairs["scratch"], "C1")):
+            sub = curves[curves["run_id"].isin(ids)]
+            wide = sub.pivot_table(index=["run_id", "step"], columns="key", values="value").reset_index()
+            if "val/acc" not in wide:
+                continue
+            wide = wide.dropna(subset=["val/acc"])
+            mean = wide.groupby("step")[["val/acc", "time/elapsed_s"]].mean()
+            row[0].plot(mean.index, mean["val/acc"], color=colour, label=name)
+            row[1].plot(mean["time/elapsed_s"], mean["val/acc"], color=colour, label=name)
+        row[0].set_title(f"{c.source} → {c.target} · {c.strategy} · {c.label_budget}/class", fontsize=8)
+        row[0].set_xlabel("epoch", fontsize=8)
+        row[1].set_xlabel("wall time (s)", fontsize=8)
+        row[0].set_ylabel("val/acc", fontsize=8)
+        row[0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "learning_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def data_efficiency(cells: pd.DataFrame, out: Path, metric: str) -> tuple[Path | None, pd.DataFrame]:
+    """Metric against label budget for each strategy and scratch, per (source, target), with the crossover (the
+    smallest budget above a helping one where the mean delta is ≤ 0: transfer stops helping) marked."""
+    plt = _plt()
+    groups = [(k, g) for k, g in cells.groupby(["source", "target"]) if g["label_budget"].nunique() >= 2]
+    crossovers = []
+    if not groups:
+        return None, pd.DataFrame(columns=["source", "target", "strategy", "crossover"])
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+    for ax, ((source, target), g) in zip(axes[0], groups, strict=True):
+        budgets = sorted(g["label_budget"].unique(), key=budget_order)
+        x = {b: i for i, b in enumerate(budgets)}
+        scratch = g.groupby("label_budget")[["scratch_mean", "scratch_se"]].first().reindex(budgets)
+        ax.errorbar(range(len(budgets)), scratch["scratch_mean"], yerr=scratch["scratch_se"], color="black", ls="--",
+                    marker="s", label="scratch", capsize=2)  # fmt: skip
+        for i, (strategy, sg) in enumerate(g.groupby("strategy")):
+            sg = sg.set_index("label_budget").reindex(budgets)
+            ax.errorbar(range(len(budgets)), sg["transfer_mean"], yerr=sg["transfer_se"], marker="o", capsize=2,
+                        color=f"C{i}", label=strategy)  # fmt: skip
+            helped, cross = False, None
+            for b in budgets:
+                d = sg.loc[b, "delta"]
+                if pd.isna(d):
+                    continue
+                if d > 0:
+                    helped = True
+                elif helped:
+                    cross = b
+                    break
+            crossovers.append({"source": source, "target": target, "strategy": strategy, "crossover": cross})
+            if cross is not None:
+                ax.axvline(x[cross], color=f"C{i}", ls=":", lw=1.2)
+                ax.annotate(f"{strategy} stops helping", (x[cross], ax.get_ylim()[0]), fontsize=7, color=f"C{i}",
+                            rotation=90, va="bottom", ha="right")  # fmt: skip
+        ax.set_xticks(range(len(budgets)), budgets)
+        ax.set_xlabel("labelled examples per class")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{source} → {target}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "data_efficiency.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path, pd.DataFrame(crossovers)
+
+
+def time_saved_plot(eff: pd.DataFrame, out: Path) -> Path | None:
+    """Distribution of the training time saved against scratch (runs that reached the baseline's accuracy)."""
+    plt = _plt()
+    reached = eff[eff["reached"]] if len(eff) else eff
+    if reached.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.hist(100 * reached["saved_time"], bins=20, color="C2", edgecolor="white")
+    ax.axvspan(60, 80, color="grey", alpha=0.2, label="claimed 60–80 %")
+    ax.axvline(100 * reached["saved_time"].median(), color="black", ls="--", label="median")
+    ax.set_xlabel("training time saved vs scratch to reach its final val/acc (%)")
+    ax.set_ylabel("transfer runs")
+    ax.set_title(f"{len(reached)} of {len(eff)} transfer runs reached their baseline", fontsize=9)
+    ax.legend(fontsize=7)
+    path = out / "time_saved.png"
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole report
+
+
+@dataclass
+class Report:
+    cells: pd.DataFrame
+    efficiency: pd.DataFrame
+    files: list[Path] = field(default_factory=list)
+    markdown: str = ""
+    headline: dict[str, float] = field(default_factory=dict)
+
+
+def build_report(
+    runs: pd.DataFrame,
+    out: Path,
+    client: MlflowClient,
+    metric: str = "test/acc",
+    alpha: float = 0.05,
+    margin: float = 0.01,
+    title: str = "Transfer versus scratch",
+    n_boot: int = 10_000,
+) -> Report:
+    """Tables (Markdown, CSV, LaTeX), figures (PNG) and efficiency numbers for ``runs`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = summarize(runs, metric, alpha, margin, n_boot)
+    rows = table_rows(cells)
+    files = []
+    md = markdown_table(rows)
+    (out / "verdicts.md").write_text(md + "\n")
+    pd.DataFrame(rows, columns=TABLE_COLUMNS).to_csv(out / "verdicts.csv", index=False)
+    if not cells.empty:
+        cells.drop(columns=["run_ids"]).to_csv(out / "cells.csv", index=False)
+    (out / "verdicts.tex").write_text(latex_table(rows, title))
+    files += [out / "verdicts.md", out / "verdicts.csv", out / "verdicts.tex"]
+    eff = pd.DataFrame()
+    headline: dict[str, float] = {}
+    if not cells.empty:
+        curves = histories(client, runs["run_id"].tolist(), ["val/acc", "time/elapsed_s", "train/steps"])
+        eff = efficiency(runs, curves)
+        files += heatmaps(cells, out, metric)
+        files.append(forest_plot(cells, out, metric, margin))
+        files.append(learning_curves(cells, runs, curves, out))
+        de_path, crossovers = data_efficiency(cells, out, metric)
+        if de_path is not None:
+            files.append(de_path)
+            crossovers.to_csv(out / "crossovers.csv", index=False)
+        if not eff.empty:
+            eff.to_csv(out / "efficiency.csv", index=False)
+            files.append(out / "efficiency.csv")
+            ts = time_saved_plot(eff, out)
+            if ts is not None:
+                files.append(ts)
+        for v in (POSITIVE, NEGATIVE, "inconclusive", INSUFFICIENT):
+            headline[f"report/cells_{v.replace(' ', '_')}"] = float((cells["verdict"] == v).sum())
+        if not eff.empty:
+            headline["report/reached_baseline_frac"] = float(eff["reached"].mean())
+            if eff["reached"].any():
+                headline["report/time_saved_median"] = float(eff.loc[eff["reached"], "saved_time"].median())
+                headline["report/steps_saved_median"] = float(eff.loc[eff["reached"], "saved_steps"].median())
+    markdown = _summary_markdown(title, md, eff, metric, alpha, margin)
+    (out / "report.md").write_text(markdown)
+    files.append(out / "report.md")
+    (out / "headline.json").write_text(json.dumps(headline, indent=1))
+    return Report(cells, eff, files, markdown, headline)
+
+
+def _summary_markdown(title: str, table: str, eff: pd.DataFrame, metric: str, alpha: float, margin: float) -> str:
+    parts = [
+        f"### {title}",
+        "",
+        f"Delta = `{metric}`(transfer) − `{metric}`(scratch), paired by seed. {100 * (1 - alpha):.0f}% Student-t "
+        f"interval over seeds; p = paired t-test, Holm-adjusted across the {table.count(chr(10)) - 1} cells. "
+        f"Positive/negative: adjusted p < {alpha:g}, interval excludes 0 and |mean| > margin ({margin:g}).",
+        "",
+        table,
+    ]
+    if not eff.empty:
+        reached = eff[eff["reached"]]
+        parts += ["", "**Training time to reach the scratch baseline's final val/acc**", ""]
+        if reached.empty:
+            parts.append(f"No transfer run reached its baseline's final val/acc (0 of {len(eff)}).")
+        else:
+            q = 100 * reached["saved_time"].quantile([0.25, 0.5, 0.75])
+            parts.append(
+                f"{len(reached)} of {len(eff)} transfer runs reached it; time saved: median {q[0.5]:.0f} % "
+                f"(quartiles {q[0.25]:.0f}–{q[0.75]:.0f} %), steps saved: median "
+                f"{100 * reached['saved_steps'].median():.0f} %. The seed article claims 60–80 %."
+            )
+    return "\n".join(parts) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", required=True, help="MLflow experiment name (e.g. quickstart)")
+    parser.add_argument("--sweep", nargs="+", default=None, help="restrict to these sweep ids (parent runs' sweep_id)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db"
+    )
+    parser.add_argument("--out", default=None, help="output folder (default reports/<experiment>)")
+    parser.add_argument("--metric", default="test/acc")
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--margin", type=float, default=0.01, help="practical margin in metric units")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    client = MlflowClient(args.tracking_uri or _default_uri())
+    runs = load_runs(args.experiment, sweep_ids=args.sweep, client=client)
+    if runs.empty:
+        print(f"no FINISHED runs in experiment {args.experiment!r} ({client.tracking_uri})")
+        return 1
+    out = Path(args.out or Path("reports") / args.experiment)
+    report = build_report(runs, out, client, args.metric, args.alpha, args.margin,
+                          title=f"{args.experiment}: transfer versus scratch")  # fmt: skip
+    print(report.markdown)
+    print(f"wrote {len(report.files)} files to {out.resolve()}{os.sep}")
+    for f in report.files:
+        print(f"  {f.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

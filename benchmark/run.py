@@ -162,8 +162,8 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
     )
     scratch_cfg = OmegaConf.load(CONF_DIR / "strategy" / "scratch.yaml")
     baseline_key = stable_hash(run_identity(cfg, choices, "scratch", scratch_cfg, pretrained=False))
-    if not strategy.uses_pretrained:
-        key = stable_hash(run_identity(cfg, choices, strategy_id, cfg.strategy, pretrained=False))
+    key = stable_hash(run_identity(cfg, choices, strategy_id, cfg.strategy, pretrained=strategy.uses_pretrained))
+    if strategy.role == "baseline":
         return JobSpec(
             source=source,
             strategy_id=strategy_id,
@@ -174,7 +174,6 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
             config_yaml=OmegaConf.to_yaml(resolved),
             **common,
         )
-    key = stable_hash(run_identity(cfg, choices, strategy_id, cfg.strategy, pretrained=True))
     base_params = {k: v for k, v in params.items() if not k.startswith(("strategy/", "source/weights"))}
     base_params.update(tracking.flatten({"strategy": _resolved(scratch_cfg)}))
     baseline = JobSpec(

@@ -9,19 +9,18 @@ point's ``finally``; it is idempotent.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
 import os
 import secrets
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmark import tracking
-from benchmark.report import markdown_table, summarize_cells, verdict_rows
+from benchmark.report import build_report, runs_frame
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,10 @@ def record_path(state: SweepState, job_num: int) -> Path:
 
 
 def finalize(state: SweepState, echo: bool = True) -> str | None:
-    """Verdicts per cell from the job records; tag runs, describe and close the parent run; return the table."""
+    """Report on the sweep's runs (trained or reused); tag verdicts, describe and close the parent run.
+
+    Returns the verdict table (None when already finalised). The parent ends FAILED when any job failed.
+    """
     fresh = SweepState.load(state.path) if state.path.is_file() else state
     if fresh.finalized:
         return None
@@ -126,57 +128,33 @@ def finalize(state: SweepState, echo: bool = True) -> str | None:
     records = [json.loads(p.read_text()) for p in sorted((Path(fresh.sweep_dir) / JOBS_DIR).glob("*.json"))]
     failed = [r for r in records if r.get("status") != "ok"]
     ok = [r for r in records if r.get("status") == "ok"]
-    transfer_ids = sorted({r["run_id"] for r in ok if r.get("role") == "transfer"})
-    baseline_ids = {r["baseline_run_id"] for r in ok if r.get("baseline_run_id")}
-    baseline_ids |= {r["run_id"] for r in ok if r.get("role") == "baseline"}
-    transfer_runs = [client.get_run(i) for i in transfer_ids]
-    baselines = {}
-    for run_id in baseline_ids:
-        run = client.get_run(run_id)
-        baselines[run.data.tags.get("run_key", "")] = run
-    cells = summarize_cells(transfer_runs, baselines, fresh.metric, fresh.alpha, fresh.margin)
-    for cell in cells:
-        s = cell.summary
-        tags = {"verdict": s.verdict}
-        if not math.isnan(s.ci_low):
-            tags["verdict_ci95"] = f"[{s.ci_low:+.4f}, {s.ci_high:+.4f}]"
+    ids = sorted({r[k] for r in ok for k in ("run_id", "baseline_run_id") if r.get(k)})
+    runs = runs_frame([client.get_run(i) for i in ids])
+    run = fresh.parent_run_id
+    n_reused = sum(1 for r in ok if r.get("reused"))
+    counts = (
+        f"{len(records)} jobs: {len(ok) - n_reused} trained, {n_reused} reused from earlier runs, {len(failed)} failed."
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        report = build_report(runs, Path(tmp), client, fresh.metric, fresh.alpha, fresh.margin,
+                              title=f"Sweep {fresh.sweep_id} ({fresh.experiment})")  # fmt: skip
+        client.log_artifacts(run, tmp, "report")
+    for _, cell in report.cells.iterrows():
+        tags = {"verdict": cell.verdict}
+        if not math.isnan(cell.ci_low):
+            tags["verdict_ci95"] = f"[{cell.ci_low:+.4f}, {cell.ci_high:+.4f}]"
         for run_id in cell.run_ids:
             tracking.set_tags(client, run_id, tags)
-    rows = verdict_rows(cells)
-    table = markdown_table(rows)
-    n_reused = sum(1 for r in ok if r.get("reused"))
-    header = (
-        f"### Sweep `{fresh.sweep_id}`: verdicts on `{fresh.metric}`\n\n"
-        f"{len(records)} jobs: {len(ok) - n_reused} trained, {n_reused} reused, {len(failed)} failed. "
-        f"Delta = transfer − scratch, paired by seed; 95% Student-t interval over seeds; positive/negative when the "
-        f"interval excludes 0 and |mean| > margin ({fresh.margin:g}).\n\n"
-    )
     failed_txt = ""
     if failed:
-        failed_txt = "\n\n**Failed jobs**\n\n" + "\n".join(f"- `{r.get('name')}`: {r.get('error', '')}" for r in failed)
-    description = header + table + failed_txt
-    run = fresh.parent_run_id
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    client.log_text(run, description, "verdicts.md")
-    client.log_text(run, buf.getvalue(), "verdicts.csv")
+        failed_txt = "\n**Failed jobs**\n\n" + "\n".join(f"- `{r.get('name')}`: {r.get('error', '')}" for r in failed)
+    description = f"{report.markdown}\n{counts}\n{failed_txt}"
     client.log_dict(run, {"jobs": records}, "runs.json")
-    counts = {v: sum(1 for c in cells if c.summary.verdict == v) for v in ("positive", "negative", "inconclusive")}
-    tracking.log_metrics(
-        client,
-        run,
-        {
-            "sweep/jobs": len(records),
-            "sweep/trained": len(ok) - n_reused,
-            "sweep/reused": n_reused,
-            "sweep/failed": len(failed),
-            "sweep/cells": len(cells),
-            **{f"sweep/{k}": v for k, v in counts.items()},
-        },
-    )
+    metrics = {
+        "sweep/jobs": len(records), "sweep/trained": len(ok) - n_reused, "sweep/reused": n_reused,
+        "sweep/failed": len(failed), "sweep/cells": len(report.cells), **report.headline,
+    }  # fmt: skip
+    tracking.log_metrics(client, run, metrics)
     tags = {tracking.NOTE_TAG: description}
     if failed:
         tags["failed_cells"] = ", ".join(str(r.get("name")) for r in failed)[:5000]
@@ -185,5 +163,5 @@ def finalize(state: SweepState, echo: bool = True) -> str | None:
     fresh.finalized = True
     fresh.save()
     if echo:
-        print(f"\n{header}{table}{failed_txt}\n", flush=True)
-    return table
+        print(f"\n{description}", flush=True)
+    return description

@@ -71,8 +71,10 @@ class FitResult:
     total_steps: int
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed_hash("loader_order", seed)) if shuffle else None
+def make_loader(
+    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0, salt: str = ""
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed_hash("loader_order", seed, salt)) if shuffle else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -97,6 +99,7 @@ def fit_and_test(
     client: MlflowClient | None = None,
     run_id: str | None = None,
     callbacks: list[pl.Callback] | None = None,
+    order_salt: str = "",
 ) -> FitResult:
     """Train ``model`` with ``strategy`` under ``budget``; evaluate on ``test`` with the selected weights.
 
@@ -124,7 +127,7 @@ def fit_and_test(
         num_sanity_val_steps=0,
         callbacks=[DivergenceGuard(), logger_cb, select_cb, *(callbacks or [])],
     )
-    train_loader = make_loader(train, budget.batch_size, True, seed, trainer.num_workers)
+    train_loader = make_loader(train, budget.batch_size, True, seed, trainer.num_workers, order_salt)
     val_loader = make_loader(val, 512, False, seed, trainer.num_workers)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -99,7 +99,10 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
     assert "| source" in note and "linear_probe" in note
     assert parent.data.metrics["sweep/trained"] == 8 and parent.data.metrics["sweep/failed"] == 0
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"verdicts.md", "verdicts.csv", "runs.json"} <= artifacts
+    assert "runs.json" in artifacts
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    for name in ("verdicts.md", "verdicts.csv", "verdicts.tex", "forest.png", "heatmap_finetune.png", "report.md"):
+        assert f"report/{name}" in report, name
 
     # a second invocation trains nothing and reuses every FINISHED run, even across sweeps
     second = run_sweep(tmp_path, store, args, "second")

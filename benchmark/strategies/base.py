@@ -25,13 +25,16 @@ class TransferStrategy:
     """Base class: decide which parameters train, at which relative learning rate, with which loss.
 
     Class attributes:
-        uses_pretrained: False only for ``scratch``; such a run ignores the source's weights, so every source
-            with the same architecture and preprocessing shares it as its baseline.
-        role: ``baseline`` or ``transfer``; recorded as the MLflow tag ``role``.
+        uses_pretrained: False when the run ignores the source's weights (``scratch``); its run key then keeps
+            only the source's architecture and preprocessing, so every source of one architecture shares it.
+        role: ``baseline`` (only ``scratch``) or ``transfer`` (compared with the baseline); the MLflow tag ``role``.
+        seed_salt: mixed into the model-initialisation and data-order seeds. Empty for every real strategy, so a
+            pair differs only by what the strategy does; the A/A control sets it to get independent randomness.
     """
 
     uses_pretrained: bool = True
     role: str = "transfer"
+    seed_salt: str = ""
 
     def setup(self, model: nn.Module) -> None:
         """Called once after the source weights are loaded, before the optimizer is built."""
