@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,15 +30,30 @@ def _write_store(uri: str) -> MlflowClient:
         for seed, (t_acc, s_acc) in enumerate(pairs):
             bkey = f"base-{budget}-{seed}"
             if (budget, seed) not in baselines:
-                tags = {"role": "baseline", "source": "scratch:test_resnet", "target": "digits", "strategy": "scratch",
-                        "seed": seed, "label_budget": budget, "run_key": bkey}  # fmt: skip
+                tags = {
+                    "role": "baseline",
+                    "source": "scratch:test_resnet",
+                    "target": "digits",
+                    "strategy": "scratch",
+                    "seed": seed,
+                    "label_budget": budget,
+                    "run_key": bkey,
+                }
                 rid = tracking.create_run(client, exp, f"base_{budget}_{seed}", tags)
                 _curve(client, rid, s_acc, epochs=4, seconds_per_epoch=1.0)
                 tracking.log_metrics(client, rid, {"test/acc": s_acc, "time/fit_s": 4.0, "train/total_steps": 40})
                 tracking.end_run(client, rid)
                 baselines[(budget, seed)] = rid
-            tags = {"role": "transfer", "source": source, "target": "digits", "strategy": strategy, "seed": seed,
-                    "label_budget": budget, "run_key": f"{source}-{strategy}-{budget}-{seed}", "baseline_key": bkey}  # fmt: skip
+            tags = {
+                "role": "transfer",
+                "source": source,
+                "target": "digits",
+                "strategy": strategy,
+                "seed": seed,
+                "label_budget": budget,
+                "run_key": f"{source}-{strategy}-{budget}-{seed}",
+                "baseline_key": bkey,
+            }
             rid = tracking.create_run(client, exp, f"{source}_{strategy}_{budget}_{seed}", tags)
             _curve(client, rid, t_acc, epochs=4, seconds_per_epoch=1.0)
             tracking.log_metrics(client, rid, {"test/acc": t_acc, "time/fit_s": 4.0, "train/total_steps": 40})
@@ -54,9 +68,11 @@ def _curve(client, run_id, final, epochs, seconds_per_epoch):
     for e in range(epochs):
         value = final * (e + 1) / epochs
         tracking.log_metrics(
-            client, run_id, {"val/acc": value, "time/elapsed_s": (e + 1) * seconds_per_epoch, "train/steps": 10 * (e + 1)},
+            client,
+            run_id,
+            {"val/acc": value, "time/elapsed_s": (e + 1) * seconds_per_epoch, "train/steps": 10 * (e + 1)},
             step=e,
-        )  # fmt: skip
+        )
 
 
 # Expected values computed independently with scipy.stats.ttest_rel / t.interval and Holm by hand.
@@ -84,8 +100,13 @@ def test_golden_table_from_a_real_store(store, tmp_path):
     assert cells.loc[("shapes", "linear_probe"), "nt_gap"] == pytest.approx(0.543, abs=1e-3)
     # every figure is a real, non-blank PNG
     pngs = [f for f in report.files if f.suffix == ".png"]
-    assert {p.name for p in pngs} >= {"heatmap_finetune.png", "heatmap_linear_probe.png", "forest.png",
-                                      "learning_curves.png", "time_saved.png"}  # fmt: skip
+    assert {p.name for p in pngs} >= {
+        "heatmap_finetune.png",
+        "heatmap_linear_probe.png",
+        "forest.png",
+        "learning_curves.png",
+        "time_saved.png",
+    }
     from PIL import Image
 
     for png in pngs:
@@ -102,7 +123,9 @@ def test_time_to_accuracy_from_curves(store, tmp_path):
     row = eff.loc[("synth_digits", "finetune", 0)]
     assert row.reached and row.epoch_to_target == 3
     assert row.seconds_to_target == 4.0 and row.saved_time == pytest.approx(0.0)
-    assert not eff.loc[("shapes", "linear_probe", 0)].reached and math.isnan(eff.loc[("shapes", "linear_probe", 0)].saved_time)
+    assert not eff.loc[("shapes", "linear_probe", 0)].reached and math.isnan(
+        eff.loc[("shapes", "linear_probe", 0)].saved_time
+    )
 
 
 def test_missing_baselines_are_shown_not_dropped(store):
@@ -132,12 +155,25 @@ def test_aa_calibration(store, tmp_path):
     client = tracking.open_store(store)
     exp = tracking.ensure_experiment(client, "aa")
     ctx = Context(client, exp, tmp_path / "cache")
-    targets, budgets, seeds = ["digits", "digits_inverted", "digits_noisy", "digits_rotated"], [2, 3, 4, 5, 6], [0, 1, 2]
+    targets, budgets, seeds = (
+        ["digits", "digits_inverted", "digits_noisy", "digits_rotated"],
+        [2, 3, 4, 5, 6],
+        [0, 1, 2],
+    )
     for target in targets:
         for budget in budgets:
             for seed in seeds:
-                cfg = compose([f"target={target}", "strategy=aa_scratch", f"label_budget={budget}", f"seed={seed}",
-                               "budget.epochs=1", "budget.min_steps=8", "budget.batch_size=32"])  # fmt: skip
+                cfg = compose(
+                    [
+                        f"target={target}",
+                        "strategy=aa_scratch",
+                        f"label_budget={budget}",
+                        f"seed={seed}",
+                        "budget.epochs=1",
+                        "budget.min_steps=8",
+                        "budget.batch_size=32",
+                    ]
+                )
                 HydraConfig.instance().set_config(cfg)
                 execute(build_job(cfg, dict(cfg.hydra.runtime.choices)), ctx)
     cells = summarize(load_runs("aa", client=client), n_boot=500)
