@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
-
-from benchmark.tracking import log_metrics
 
 
 class Diverged(RuntimeError):
@@ -24,13 +25,24 @@ class EpochLogger(pl.Callback):
     curves against wall time and optimisation steps.
     """
 
-    def __init__(self, client: MlflowClient | None, run_id: str | None):
+    def __init__(self, client: MlflowClient | None, run_id: str | None, logged_through: int = -1):
         self.client, self.run_id = client, run_id
+        self.logged_through = logged_through  # a resumed run already holds these epochs: do not log them twice
         self.history: list[dict[str, float]] = []
         self._start = 0.0
+        self._offset = 0.0  # wall time already spent before a resume
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self._offset + time.perf_counter() - self._start
+
+    def state_dict(self) -> dict:
+        return {"elapsed": self.elapsed()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._offset = float(state.get("elapsed", 0.0))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         validated = getattr(pl_module, "last_val_epoch", trainer.current_epoch) == trainer.current_epoch
@@ -40,17 +52,18 @@ class EpochLogger(pl.Callback):
             for k, v in trainer.callback_metrics.items()
             if k.startswith(stages) and torch.as_tensor(v).numel() == 1
         }
-        row["time/elapsed_s"] = time.perf_counter() - self._start
+        row["time/elapsed_s"] = self.elapsed()
         row["train/steps"] = float(trainer.global_step)
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         if optimizer is not None:
             row["train/lr"] = max(g["lr"] for g in optimizer.param_groups)
         row["epoch"] = float(trainer.current_epoch)
         self.history.append(row)
-        if self.client is not None and self.run_id is not None:
-            log_metrics(
-                self.client, self.run_id, {k: v for k, v in row.items() if k != "epoch"}, step=trainer.current_epoch
-            )
+        if self.client is not None and self.run_id is not None and trainer.current_epoch > self.logged_through:
+            now = int(time.time() * 1000)
+            metrics = [Metric(k, v, now, trainer.current_epoch) for k, v in row.items() if k != "epoch"]
+            # one round trip per epoch: the curves and the liveness heartbeat together
+            self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag("heartbeat", str(now // 1000))])
 
 
 class ModelSelection(pl.Callback):
@@ -83,6 +96,29 @@ class ModelSelection(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.best_state is not None:
             pl_module.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_state": self.best_state, "selected_epoch": self.selected_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_state = state["best"], state["best_state"]
+        self.selected_epoch = state["selected_epoch"]
+
+
+class EpochCheckpoint(pl.Callback):
+    """Write a resumable checkpoint (model, optimizer, loop and callback state) every ``every`` epochs, atomically,
+    so a run killed mid-training resumes from its last completed checkpoint instead of from scratch."""
+
+    def __init__(self, path: Path, every: int = 1):
+        self.path, self.every = Path(path), max(1, every)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every and trainer.current_epoch + 1 != trainer.max_epochs:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and callback state too: a full resume
+        os.replace(tmp, self.path)
 
 
 class DivergenceGuard(pl.Callback):

@@ -19,6 +19,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from benchmark import tracking
+from benchmark.callbacks import Diverged
 from benchmark.data import Splits, label_subset, seed_hash
 from benchmark.sources.models import NoWeights, PretrainWeights, SourceSpec, build_model, load_source_weights
 from benchmark.strategies.base import TransferStrategy
@@ -149,36 +150,80 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
 
 
 def ensure_run(job: JobSpec, ctx: Context) -> JobOutcome:
-    """Reuse the FINISHED run with ``job.run_key``, or train it (once, under a lock on the key)."""
+    """Reuse the FINISHED run with ``job.run_key``, or train it (once, under a lock on the key).
+
+    A FAILED or KILLED run of the same key that left a checkpoint is resumed in place (same MLflow run, its
+    curves continue); otherwise a new run starts from scratch.
+    """
     found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
     if found is None:
         with file_lock(ctx.cache_dir / "locks" / f"{job.run_key}.lock"):
             found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
             if found is None:
-                return train_run(job, ctx)
+                return train_run(job, ctx, resumable_run(job, ctx))
     log.info("reusing FINISHED run %s (%s) for key %s", found.info.run_id, found.info.run_name, job.run_key)
     return JobOutcome(found.info.run_id, True, metrics=dict(found.data.metrics))
 
 
-def train_run(job: JobSpec, ctx: Context) -> JobOutcome:
-    """Create the MLflow run, train and test; a failure leaves a FAILED run with its traceback, then re-raises."""
-    run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, job.tags(ctx), ctx.parent_run_id)
-    log.info("training %s (MLflow run %s)", job.name, run_id)
+def checkpoint_path(job: JobSpec, ctx: Context) -> Path:
+    return ctx.cache_dir / "checkpoints" / f"{job.run_key}.ckpt"
+
+
+def resumable_run(job: JobSpec, ctx: Context) -> str | None:
+    """The id of an interrupted run of this key whose checkpoint is on disk, or None."""
+    ckpt = checkpoint_path(job, ctx)
+    owner = ckpt.with_suffix(".json")
+    if not (ckpt.is_file() and owner.is_file()):
+        return None
+    run_id = json.loads(owner.read_text()).get("run_id")
     try:
-        tracking.log_params(ctx.client, run_id, job.params)
-        if job.config_yaml:
-            ctx.client.log_text(run_id, job.config_yaml, "config.yaml")
-        metrics = _train(job, ctx, run_id)
+        run = ctx.client.get_run(run_id)
+    except Exception:  # the store was replaced: the checkpoint belongs to a run that no longer exists
+        return None
+    if run.info.status in ("FAILED", "KILLED") and run.data.tags.get("run_key") == job.run_key:
+        return run_id
+    return None
+
+
+def train_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) -> JobOutcome:
+    """Create (or reopen) the MLflow run, train and test; a failure leaves a FAILED run (KILLED on Ctrl-C or
+    SIGTERM) with its traceback and a ``failure_reason`` tag, then re-raises."""
+    ckpt = checkpoint_path(job, ctx)
+    if resume_run_id:
+        run_id = resume_run_id
+        ctx.client.update_run(run_id, status="RUNNING")
+        tracking.set_tags(ctx.client, run_id, {**tracking.owner_tags(), "resumed": "true"})
+        ctx.client.delete_tag(run_id, "failure_reason")
+        log.info("resuming %s from %s (MLflow run %s)", job.name, ckpt, run_id)
+    else:
+        for stale in (ckpt, ckpt.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
+        run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, job.tags(ctx), ctx.parent_run_id)
+        log.info("training %s (MLflow run %s)", job.name, run_id)
+    try:
+        if not resume_run_id:
+            tracking.log_params(ctx.client, run_id, job.params)
+            if job.config_yaml:
+                ctx.client.log_text(run_id, job.config_yaml, "config.yaml")
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.with_suffix(".json").write_text(json.dumps({"run_id": run_id, "name": job.name}))
+        metrics = _train(job, ctx, run_id, ckpt)
         tracking.log_metrics(ctx.client, run_id, metrics)
         tracking.end_run(ctx.client, run_id)
+        for done in (ckpt, ckpt.with_suffix(".json")):
+            done.unlink(missing_ok=True)
     except BaseException as exc:
+        if isinstance(exc, Diverged):
+            tracking.set_tags(ctx.client, run_id, {"diverged": "true"})
+            for stale in (ckpt, ckpt.with_suffix(".json")):  # resuming a diverged run would diverge again
+                stale.unlink(missing_ok=True)
         status = tracking.record_failure(ctx.client, run_id, exc)
         log.error("%s ended %s: %s", job.name, status, exc)
         raise
     return JobOutcome(run_id, False, metrics=metrics)
 
 
-def _train(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
+def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | None = None) -> dict[str, float]:
     t_start = time.perf_counter()
     splits = load_splits(job.target_id, job.target, job.target_config)
     subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
@@ -192,17 +237,17 @@ def _train(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
     model = build_model(job.source.arch, splits.num_classes, prep, **job.source.model_kwargs)
     loaded = 0
     if job.strategy.uses_pretrained:
-        checkpoint = None
+        weights_file = None
         if isinstance(job.source.weights, PretrainWeights):
             from benchmark.sources.pretrain import ensure_pretrained
 
-            checkpoint = ensure_pretrained(job.source, ctx, job.trainer)
+            weights_file = ensure_pretrained(job.source, ctx, job.trainer)
         if isinstance(job.source.weights, NoWeights):
             raise ValueError(
                 f"strategy {job.strategy_id!r} transfers pretrained weights, but source {job.source.id!r} has "
                 "weights.kind=none; use strategy=scratch or a source with hub, file or pretrain weights"
             )
-        loaded = load_source_weights(model, job.source.weights, checkpoint)
+        loaded = load_source_weights(model, job.source.weights, weights_file)
     setup_s = time.perf_counter() - t_start
 
     result = fit_and_test(
@@ -218,6 +263,8 @@ def _train(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
         job.selection,
         ctx.client,
         run_id,
+        order_salt=job.strategy.seed_salt,
+        checkpoint=resume_checkpoint,
     )
     metrics = dict(result.metrics)
     metrics.update(

@@ -28,8 +28,10 @@ class Optimization:
     def __post_init__(self) -> None:
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choices: adamw, sgd")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ValueError(f"budget.lr must be a positive finite number, got {self.lr}")
+        if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(f"budget.weight_decay must be a finite number >= 0, got {self.weight_decay}")
 
 
 def classification_metrics(num_classes: int) -> MetricCollection:

@@ -8,13 +8,16 @@ from interpolations (``${hydra:runtime.cwd}``, ``${oc.env:...}``) do not change 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
@@ -198,41 +201,45 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
     )
 
 
+def job_threads(configured: int | None, launcher: DictConfig) -> int:
+    """Torch threads for one job: the configured number, else the cores shared among parallel launcher jobs
+    (2 processes x 2 threads on 2 cores ran at half the speed of 2 x 1: never oversubscribe)."""
+    if configured:
+        return int(configured)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    if n_jobs is None:  # one job at a time (basic launcher, or one cluster task per job)
+        return cores
+    parallel = cores if int(n_jobs) < 0 else min(int(n_jobs), cores)
+    return max(1, cores // max(1, parallel))
+
+
 def run_job(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     root = Path(hc.runtime.cwd)
     choices = dict(hc.runtime.choices)
-    set_threads(cfg.trainer.get("threads"))
+    set_threads(job_threads(cfg.trainer.get("threads"), hc.launcher))
     multirun = hc.mode == RunMode.MULTIRUN
     state = sweep.find_state(Path(hc.sweep.dir)) if multirun else None
     if multirun and state is None:
         log.warning("no sweep state in %s: this job runs without a parent run or sweep verdicts", hc.sweep.dir)
-    job = build_job(cfg, choices)
-    if state is not None:
-        client = tracking.open_store(state.tracking_uri)
-        exp_id, parent, sweep_id = state.experiment_id, state.parent_run_id, state.sweep_id
-    else:
-        uri = tracking.resolve_uri(cfg.tracking.uri, root)
-        client = tracking.open_store(uri)
-        exp_id = tracking.ensure_experiment(client, cfg.tracking.experiment, _artifact_root(cfg))
-        parent = sweep_id = None
-    ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, tracking.git_sha(root))
-    record: dict[str, Any] = {
-        "name": job.name,
-        "run_key": job.run_key,
-        "baseline_key": job.baseline_key,
-        "role": job.strategy.role,
-        "cell": list(job.cell),
-    }
+    record: dict[str, Any] = {"name": " ".join(hc.overrides.task), "overrides": list(hc.overrides.task)}
     try:
+        job = build_job(cfg, choices)
+        record.update(name=job.name, run_key=job.run_key, baseline_key=job.baseline_key, role=job.strategy.role,
+                      cell=list(job.cell))  # fmt: skip
+        if state is not None:
+            client = tracking.open_store(state.tracking_uri)
+            exp_id, parent, sweep_id = state.experiment_id, state.parent_run_id, state.sweep_id
+        else:
+            client = tracking.open_store(tracking.resolve_uri(cfg.tracking.uri, root))
+            exp_id = tracking.ensure_experiment(client, cfg.tracking.experiment, _artifact_root(cfg))
+            tracking.reap_stale(client, exp_id, float(cfg.tracking.stale_after_s))
+            parent = sweep_id = None
+        ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, tracking.git_sha(root))
         outcome = execute(job, ctx)
-        record.update(
-            status="ok",
-            run_id=outcome.run_id,
-            reused=outcome.reused,
-            baseline_run_id=outcome.baseline_run_id,
-            baseline_reused=outcome.baseline_reused,
-        )
+        record.update(status="ok", run_id=outcome.run_id, reused=outcome.reused,
+                      baseline_run_id=outcome.baseline_run_id, baseline_reused=outcome.baseline_reused)  # fmt: skip
     except BaseException as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
         raise
@@ -248,6 +255,123 @@ def run_job(cfg: DictConfig) -> float | None:
     return acc
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Preflight: every job of a sweep composed and validated before anything trains
+
+
+def sweep_overrides(config: DictConfig) -> list[list[str]]:
+    """The override list of every job the basic sweeper would launch (sweeper params, then the command line)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def check_data(target_id: str, target: Any, target_config: dict, budget: int | None) -> list[str]:
+    """Load the target (corrupt files, unreadable datasets surface here, before any job) and check the label
+    budget against its smallest training class. Loaded data stay cached for the jobs of this process."""
+    from benchmark.job import load_splits
+
+    if target.problems():
+        return []  # reported by build_job already
+    splits = load_splits(target_id, target, target_config)
+    if budget is None:
+        return []
+    counts = np.bincount(splits.train.labels, minlength=splits.num_classes)
+    if budget <= counts.min():
+        return []
+    small = [splits.classes[i] for i in np.flatnonzero(counts < budget)][:5]
+    return [
+        f"label_budget={budget} per class exceeds the training examples of target {target_id!r} (smallest class "
+        f"has {counts.min()}; too small: {small}); choose label_budget <= {counts.min()} or null (all)"
+    ]
+
+
+def check_hub(source_id: str, weights: Any, strategy: Any) -> list[str]:
+    """Hub weights must be in the local cache when downloads are off."""
+    if not (weights and weights.get("kind") == "hub" and strategy.uses_pretrained and _hf_offline()):
+        return []
+    if hub_cached(str(weights.tag)):
+        return []
+    return [
+        f"source {source_id!r}: hub weights {weights.tag!r} are not in the local Hugging Face cache and "
+        "HF_HUB_OFFLINE=1 forbids downloading them; run once online (unset HF_HUB_OFFLINE) or use "
+        "weights.kind=file with a local checkpoint"
+    ]
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def hub_cached(tag: str) -> bool:
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.get_pretrained_cfg(tag)
+    if cfg is None or not cfg.hf_hub_id:
+        return False
+    return any(
+        isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str) for f in ("model.safetensors", "pytorch_model.bin")
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).split(" Config search path:")[0]  # Hydra appends its search path
+    return f"{type(exc).__name__}: {text}"
+
+
+def _job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
+    """Independent checks of one composed job, so that one bad value does not hide another."""
+    checks = [
+        lambda: build_job(cfg, choices) and [],
+        lambda: check_data(
+            choices["target"], instantiate(cfg.target), _raw(cfg.target),
+            None if cfg.label_budget is None else int(cfg.label_budget),
+        ),
+        lambda: check_hub(choices["source"], cfg.source.get("weights"), instantiate(cfg.strategy)),
+    ]  # fmt: skip
+    problems: list[str] = []
+    for check in checks:
+        try:
+            problems += check()
+        except Exception as exc:  # every kind of bad input, reported together
+            problems.append(_describe(exc))
+    return problems
+
+
+def preflight(config: DictConfig) -> list[str]:
+    """Compose and validate every job of the sweep; return every problem, each with the jobs it affects.
+
+    Each job runs independent checks (the typed job, the label budget against the data, hub weights against the
+    cache), so one bad value does not hide another.
+    """
+    from hydra import compose
+
+    found: dict[str, list[str]] = {}
+    for overrides in sweep_overrides(config):
+        label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.", "cache_dir")))
+        problems: list[str] = []
+        try:
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            choices = dict(cfg.hydra.runtime.choices)
+        except Exception as exc:  # unknown option or malformed override: nothing else can be checked
+            problems.append(_describe(exc))
+        else:
+            problems += _job_problems(cfg, choices)
+        for p in problems:
+            found.setdefault(p, []).append(label)
+    HydraConfig.instance().set_config(config)
+    lines = []
+    for problem, labels in found.items():
+        where = labels[0] + (f" (+{len(labels) - 1} more jobs)" if len(labels) > 1 else "")
+        lines.append(f"{problem}\n      in: {where}")
+    return lines
+
+
 def _artifact_root(cfg: DictConfig) -> Path | None:
     root = cfg.tracking.get("artifact_root")
     return Path(root) if root else None
@@ -258,6 +382,16 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # so ${hydra:...} interpolations resolve here too
+        if config.get("preflight", True):
+            t0 = time.perf_counter()
+            problems = preflight(config)
+            if problems:
+                print(f"\nPreflight: {len(problems)} problem(s); nothing was trained.", file=sys.stderr)
+                for p in problems:
+                    print(f"  - {p}", file=sys.stderr)
+                # SystemExit, not an Exception: Hydra turns callback exceptions into warnings and goes on
+                raise SystemExit(2)
+            log.info("preflight: %d jobs valid in %.1f s", len(sweep_overrides(config)), time.perf_counter() - t0)
         root = Path(config.hydra.runtime.cwd)
         overrides = list(config.hydra.overrides.task)
         sweep.start(
@@ -271,6 +405,9 @@ class SweepCallback(Callback):
             float(config.verdict.alpha),
             float(config.verdict.margin),
         )
+        client = tracking.open_store(tracking.resolve_uri(config.tracking.uri, root))
+        exp = client.get_experiment_by_name(str(config.tracking.experiment))
+        tracking.reap_stale(client, exp.experiment_id, float(config.tracking.stale_after_s))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep.finalize_active()
@@ -287,10 +424,17 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _sigterm)
+    killed = False
     try:
         _hydra_main()
+    except KeyboardInterrupt:
+        killed = True
+        raise
+    except SystemExit as exc:
+        killed = exc.code not in (None, 0, 1, 2)  # 1: a job failed (Hydra), 2: preflight; others: a signal
+        raise
     finally:
-        sweep.finalize_active()  # released Hydra skips on_multirun_end when a job failed
+        sweep.finalize_active(killed)  # released Hydra skips on_multirun_end when a job failed
 
 
 if __name__ == "__main__":

@@ -89,14 +89,14 @@ def start(
     return state
 
 
-def finalize_active() -> None:
+def finalize_active(killed: bool = False) -> None:
     """Finalise the sweep this process started, once; errors are logged, never raised over the sweep's own."""
     global ACTIVE
     if ACTIVE is None:
         return
     state, ACTIVE = ACTIVE, None
     try:
-        finalize(state)
+        finalize(state, killed=killed)
     except Exception:
         log.exception("could not finalise sweep %s", state.sweep_id)
 
@@ -116,10 +116,11 @@ def record_path(state: SweepState, job_num: int) -> Path:
     return Path(state.sweep_dir) / JOBS_DIR / f"{job_num:05d}.json"
 
 
-def finalize(state: SweepState, echo: bool = True) -> str | None:
+def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str | None:
     """Report on the sweep's runs (trained or reused); tag verdicts, describe and close the parent run.
 
-    Returns the verdict table (None when already finalised). The parent ends FAILED when any job failed.
+    Returns the verdict table (None when already finalised). The parent ends KILLED when the sweep was
+    interrupted (Ctrl-C, SIGTERM), FAILED when any job failed, FINISHED otherwise.
     """
     fresh = SweepState.load(state.path) if state.path.is_file() else state
     if fresh.finalized:
@@ -159,7 +160,7 @@ def finalize(state: SweepState, echo: bool = True) -> str | None:
     if failed:
         tags["failed_cells"] = ", ".join(str(r.get("name")) for r in failed)[:5000]
     tracking.set_tags(client, run, tags)
-    tracking.end_run(client, run, "FAILED" if failed else "FINISHED")
+    tracking.end_run(client, run, "KILLED" if killed else "FAILED" if failed else "FINISHED")
     fresh.finalized = True
     fresh.save()
     if echo:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sqlite3
 import subprocess
 import time
@@ -139,7 +140,7 @@ def create_run(
     client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None
 ) -> str:
     """A new RUNNING run; nested under ``parent_run_id`` through the ``mlflow.parentRunId`` tag."""
-    all_tags = {k: str(v) for k, v in tags.items()}
+    all_tags = {**owner_tags(), **{k: str(v) for k, v in tags.items()}}
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
     return client.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id
@@ -184,3 +185,61 @@ def record_failure(client: MlflowClient, run_id: str, exc: BaseException) -> str
 
 def status_name(status: int | str) -> str:
     return status if isinstance(status, str) else RunStatus.to_string(status)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Liveness: no run stays RUNNING after its process died
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot), to tell a live process from a reused PID."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def owner_tags() -> dict[str, str]:
+    """Host, PID and process start time of this process, plus a heartbeat; set on every run it creates."""
+    pid = os.getpid()
+    return {
+        "host": socket.gethostname(),
+        "pid": str(pid),
+        "pid_start": _process_start(pid) or "",
+        "heartbeat": str(int(time.time())),
+    }
+
+
+def heartbeat(client: MlflowClient, run_id: str) -> None:
+    client.set_tag(run_id, "heartbeat", str(int(time.time())))
+
+
+def is_stale(tags: Mapping[str, str], stale_after_s: float, now: float | None = None) -> str | None:
+    """Why a RUNNING run is dead, or None while its owner may still be alive.
+
+    On the same host the owner PID must exist with the same start time (a reused PID does not count); on another
+    host the heartbeat (refreshed every epoch) must be younger than ``stale_after_s``.
+    """
+    now = time.time() if now is None else now
+    if tags.get("host") == socket.gethostname() and tags.get("pid"):
+        start = _process_start(int(tags["pid"]))
+        if start is None or (tags.get("pid_start") and start != tags["pid_start"]):
+            return f"process {tags['pid']} on {tags['host']} is gone"
+        return None
+    beat = tags.get("heartbeat")
+    if beat and now - float(beat) > stale_after_s:
+        return f"no heartbeat from {tags.get('host', '?')} for {now - float(beat):.0f} s (> {stale_after_s:.0f} s)"
+    return None
+
+
+def reap_stale(client: MlflowClient, experiment_id: str, stale_after_s: float = 3600.0) -> list[str]:
+    """Mark RUNNING runs whose process died as FAILED (tag ``failure_reason``); returns their ids."""
+    reaped = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=5000):
+        reason = is_stale(run.data.tags, stale_after_s)
+        if reason:
+            set_tags(client, run.info.run_id, {"failure_reason": f"stale: {reason}"})
+            client.set_terminated(run.info.run_id, status="FAILED")
+            log.warning("marked stale run %s (%s) FAILED: %s", run.info.run_id, run.info.run_name, reason)
+            reaped.append(run.info.run_id)
+    return reaped

@@ -7,14 +7,15 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from benchmark.callbacks import DivergenceGuard, EpochLogger, ModelSelection
+from benchmark.callbacks import DivergenceGuard, EpochCheckpoint, EpochLogger, ModelSelection
 from benchmark.data import seed_hash
 from benchmark.module import Optimization, TransferModule
 from benchmark.strategies.base import TransferStrategy
@@ -71,15 +72,32 @@ class FitResult:
     total_steps: int
 
 
+class EpochShuffle(Sampler[int]):
+    """A permutation per epoch drawn from (seed, salt, epoch): the order of epoch k does not depend on how many
+    epochs ran in this process, so a run resumed from a checkpoint sees exactly the batches it would have seen.
+    Lightning calls ``set_epoch`` before every epoch."""
+
+    def __init__(self, n: int, seed: int, salt: str = ""):
+        self.n, self.seed, self.salt, self.epoch = n, seed, salt, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(seed_hash("loader_order", self.seed, self.salt, self.epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
 def make_loader(
     dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0, salt: str = ""
 ) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed_hash("loader_order", seed, salt)) if shuffle else None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        sampler=EpochShuffle(len(dataset), seed, salt) if shuffle else None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )
@@ -100,15 +118,21 @@ def fit_and_test(
     run_id: str | None = None,
     callbacks: list[pl.Callback] | None = None,
     order_salt: str = "",
+    checkpoint: Path | None = None,
 ) -> FitResult:
     """Train ``model`` with ``strategy`` under ``budget``; evaluate on ``test`` with the selected weights.
 
     The data order depends only on ``seed`` (not on the strategy), so a pair's runs see the same batches.
+    With ``checkpoint``, a resumable checkpoint is written there during training; if the file already exists the
+    fit resumes from it (model, optimizer, epoch, selection state and elapsed time).
     """
     epochs, total_steps = budget.plan(len(train))
     strategy.setup(model)
     module = TransferModule(model, strategy, num_classes, budget.optimization, epochs, total_steps)
-    logger_cb = EpochLogger(client, run_id)
+    logged_through = -1
+    if checkpoint is not None and Path(checkpoint).is_file() and client is not None and run_id is not None:
+        logged_through = max((m.step for m in client.get_metric_history(run_id, "train/loss")), default=-1)
+    logger_cb = EpochLogger(client, run_id, logged_through)
     select_cb = ModelSelection(selection)
     # tiny label budgets mean many short epochs: validate about 12 times per run, always on the last epoch
     val_every = max(d for d in range(1, max(1, epochs // 12) + 1) if epochs % d == 0)
@@ -125,7 +149,13 @@ def fit_and_test(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[DivergenceGuard(), logger_cb, select_cb, *(callbacks or [])],
+        callbacks=[
+            DivergenceGuard(),
+            logger_cb,
+            select_cb,
+            *([EpochCheckpoint(checkpoint, val_every)] if checkpoint else []),
+            *(callbacks or []),
+        ],
     )
     train_loader = make_loader(train, budget.batch_size, True, seed, trainer.num_workers, order_salt)
     val_loader = make_loader(val, 512, False, seed, trainer.num_workers)
@@ -133,7 +163,8 @@ def fit_and_test(
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         t0 = time.perf_counter()
-        pl_trainer.fit(module, train_loader, val_loader)
+        resume = str(checkpoint) if checkpoint is not None and Path(checkpoint).is_file() else None
+        pl_trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
         fit_s = time.perf_counter() - t0
         metrics = {"time/fit_s": fit_s, "train/epochs": float(epochs), "train/total_steps": float(total_steps)}
         if test is not None:

@@ -1,0 +1,209 @@
+"""Injected faults: bad input caught by preflight, SIGKILL mid-training, SIGTERM, a diverging run, corrupt images,
+concurrent writers. Each asserts that no run is left RUNNING, that no finished result is lost or duplicated, and
+that a re-run completes only what was missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.batch_size=32"]
+
+
+def sweep_cmd(tmp_path: Path, store: str, args: list[str], name: str = "sweep", tiny: bool = True) -> list[str]:
+    return [
+        sys.executable, "-m", "benchmark.run", "-m", *(TINY if tiny else []), *args,
+        f"tracking.uri={store}", "tracking.experiment=faults", f"tracking.artifact_root={tmp_path / 'artifacts'}",
+        f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / name}",
+    ]  # fmt: skip
+
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+ENV.pop("MLFLOW_TRACKING_URI", None)
+
+
+def run(tmp_path, store, args, name="sweep", tiny=True) -> subprocess.CompletedProcess:
+    cmd = sweep_cmd(tmp_path, store, args, name, tiny)
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def all_runs(store: str) -> list:
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("faults")
+    return [] if exp is None else client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def assert_sound(store: str) -> Counter:
+    """Nothing RUNNING; at most one FINISHED run per run key; returns the count of FINISHED runs per role."""
+    runs = all_runs(store)
+    assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
+    finished = [r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("role") != "sweep"]
+    keys = Counter(r.data.tags.get("run_key") or r.data.tags["pretrain_key"] for r in finished)
+    assert max(keys.values(), default=1) == 1, f"duplicated results: {keys}"
+    return Counter(r.data.tags["role"] for r in finished)
+
+
+def test_preflight_reports_every_problem_and_trains_nothing(tmp_path, store):
+    args = ["source=synth_digits,test_resnet_in1k", "strategy=finetune,finetun", "label_budget=5,500",
+            "source.arch=test_resnett"]  # fmt: skip
+    result = run(tmp_path, store, args, tiny=False)  # test_resnet_in1k has no pretraining recipe to shrink
+    assert result.returncode == 2
+    err = result.stderr
+    assert "Preflight: 5 problem(s); nothing was trained." in err
+    assert "unknown timm architecture 'test_resnett'; did you mean test_resnet" in err
+    assert "Could not find 'strategy/finetun' Available options in 'strategy': aa_scratch finetune" in err
+    assert "label_budget=500 per class exceeds" in err and "choose label_budget <= 126" in err
+    assert "hub weights 'test_resnet.r160_in1k' are not in the local Hugging Face cache" in err
+    assert all_runs(store) == []  # not even a parent run
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _training_mid_way(store: str, tmp_path: Path):
+    """A RUNNING job run with a checkpoint on disk and at least 2 logged epochs."""
+    client = MlflowClient(store)
+    for r in all_runs(store):
+        if r.info.status == "RUNNING" and r.data.tags.get("role") in ("transfer", "baseline"):
+            ckpt = tmp_path / "cache" / "checkpoints" / f"{r.data.tags['run_key']}.ckpt"
+            if ckpt.is_file() and len(client.get_metric_history(r.info.run_id, "train/loss")) >= 2:
+                return r
+    return None
+
+
+LONG = ["source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0,1", "budget.epochs=120",
+        "budget.min_steps=0"]  # fmt: skip
+
+
+def test_sigkill_mid_training_then_rerun_finishes_only_what_is_missing(tmp_path, store):
+    proc = subprocess.Popen(sweep_cmd(tmp_path, store, LONG), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        victim = _wait_for(lambda: _training_mid_way(store, tmp_path), 300, "a run mid-training")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = {r.info.run_id: r for r in all_runs(store)}
+    assert before[victim.info.run_id].info.status == "RUNNING"  # the zombie the next invocation must clean up
+    finished_before = {r.data.tags["run_key"]: r.info.run_id for r in before.values() if r.info.status == "FINISHED"}
+
+    again = run(tmp_path, store, LONG, name="again")
+    assert again.returncode == 0, again.stderr[-3000:]
+    counts = assert_sound(store)
+    assert counts["transfer"] == 2 and counts["baseline"] == 2 and counts["pretrain"] == 1
+    after = {r.info.run_id: r for r in all_runs(store)}
+    # the killed run was resumed in place from its checkpoint, not started over
+    resumed = after[victim.info.run_id]
+    assert resumed.info.status == "FINISHED" and resumed.data.tags.get("resumed") == "true"
+    epochs = MlflowClient(store).get_metric_history(victim.info.run_id, "train/loss")
+    assert sorted(m.step for m in epochs) == list(range(120))  # every epoch logged once, none repeated
+    # everything that had FINISHED was reused, not recomputed
+    for key, run_id in finished_before.items():
+        assert after[run_id].info.status == "FINISHED"
+        assert [r for r in after.values() if r.data.tags.get("run_key") == key and r.info.status == "FINISHED"] == [
+            after[run_id]
+        ]
+    # the killed sweep's parent run was reaped too
+    parents = [r for r in after.values() if r.data.tags.get("role") == "sweep"]
+    assert {r.info.status for r in parents} == {"FAILED", "FINISHED"}
+    stale = next(r for r in parents if r.info.status == "FAILED")
+    assert stale.data.tags["failure_reason"].startswith("stale: process")
+
+
+def test_sigterm_ends_runs_in_flight_as_killed(tmp_path, store):
+    proc = subprocess.Popen(sweep_cmd(tmp_path, store, LONG), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        victim = _wait_for(lambda: _training_mid_way(store, tmp_path), 300, "a run mid-training")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM
+    runs = {r.info.run_id: r for r in all_runs(store)}
+    assert runs[victim.info.run_id].info.status == "KILLED"
+    assert "SystemExit" in runs[victim.info.run_id].data.tags["failure_reason"]
+    parent = next(r for r in runs.values() if r.data.tags.get("role") == "sweep")
+    assert parent.info.status == "KILLED"
+    assert not [r for r in runs.values() if r.info.status == "RUNNING"]
+
+
+def test_a_diverging_run_fails_with_a_tag_and_the_sweep_goes_on(tmp_path, store):
+    args = ["source=synth_digits", "strategy=finetune", "label_budget=5", "budget.optimizer=sgd",
+            "budget.lr=1e-3,1e4", "budget.warmup_fraction=0.0", "budget.epochs=1", "budget.min_steps=20"]  # fmt: skip
+    result = run(tmp_path, store, args)
+    assert result.returncode == 1
+    runs = all_runs(store)
+    diverged = [r for r in runs if r.data.tags.get("diverged") == "true"]
+    assert diverged and all(r.info.status == "FAILED" for r in diverged)
+    assert "Diverged: training loss became" in diverged[0].data.tags["failure_reason"]
+    counts = assert_sound(store)
+    assert counts["transfer"] == 1  # the healthy learning rate finished
+
+
+def _tree(root: Path, corrupt: bool) -> Path:
+    for c, colour in (("circle", 40), ("square", 220)):
+        (root / c).mkdir(parents=True)
+        for i in range(12):
+            img = Image.new("L", (16, 16), colour)
+            img.putpixel((i, i), 255 - colour)
+            img.save(root / c / f"{i}.png")
+    if corrupt:
+        (root / "circle" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+        (root / "square" / "notes.png").write_text("not an image either")
+    return root
+
+
+@pytest.mark.parametrize("policy", ["skip", "error"])
+def test_corrupt_images_are_skipped_or_rejected_by_path(tmp_path, store, policy):
+    root = _tree(tmp_path / "tree", corrupt=True)
+    args = ["source=synth_digits", "strategy=linear_probe", "target=image_folder", f"target.root={root}",
+            f"target.bad_files={policy}", "target.val_fraction=0.25", "target.test_fraction=0.25", "budget.epochs=1",
+            "budget.min_steps=4"]  # fmt: skip
+    result = run(tmp_path, store, args)
+    if policy == "skip":
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = result.stdout + result.stderr  # Hydra's job log goes to the console
+        assert "broken.png" in out and "skipp" in out.lower()
+        assert assert_sound(store)["transfer"] == 1
+    else:
+        assert result.returncode == 2
+        assert "Preflight" in result.stderr and "broken.png" in result.stderr and "notes.png" in result.stderr
+        assert all_runs(store) == []
+
+
+def test_parallel_jobs_share_one_store(tmp_path, store):
+    """4 worker processes write to one SQLite store at once: no lost run, one experiment, no lock errors."""
+    args = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "source=synth_digits",
+            "strategy=finetune,linear_probe", "label_budget=3,5", "seed=0,1", "budget.epochs=1",
+            "budget.min_steps=6"]  # fmt: skip
+    result = run(tmp_path, store, args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "database is locked" not in result.stdout + result.stderr
+    client = MlflowClient(store)
+    assert [e.name for e in client.search_experiments()].count("faults") == 1
+    counts = assert_sound(store)
+    assert counts["transfer"] == 8 and counts["baseline"] == 4 and counts["pretrain"] == 1
+    parent = next(r for r in all_runs(store) if r.data.tags.get("role") == "sweep")
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/jobs"] == 8
