@@ -1,0 +1,97 @@
+"""Team and cluster mode: a real `mlflow server` on 127.0.0.1, and the Slurm launcher's local executor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+
+TINY = ["source=synth_digits", "strategy=linear_probe", "label_budget=3", "source.weights.recipe.epochs=1",
+        "source.weights.dataset.n_per_class=40", "budget.epochs=1", "budget.min_steps=4"]  # fmt: skip
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+ENV.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, _migrated_store):
+    """`mlflow server` bound to loopback over a SQLite backend and a served artifact store."""
+    import shutil
+
+    db = tmp_path / "server.db"
+    shutil.copy(_migrated_store, db)
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{db}", "--artifacts-destination", str(tmp_path / "served"),
+           "--serve-artifacts", "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise RuntimeError("mlflow server did not come up in 90 s")
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _sweep(tmp_path: Path, extra: list[str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "benchmark.run", "-m", *TINY, *extra, "tracking.experiment=team",
+           f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+def test_sweep_against_a_real_tracking_server(tmp_path, server):
+    result = _sweep(tmp_path, ["tracking=server", f"tracking.uri={server}", "seed=0,1"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = MlflowClient(server)
+    exp = client.get_experiment_by_name("team")
+    runs = client.search_runs([exp.experiment_id])
+    roles = sorted(r.data.tags["role"] for r in runs)
+    assert roles == ["baseline", "baseline", "pretrain", "sweep", "transfer", "transfer"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    parent = next(r for r in runs if r.data.tags["role"] == "sweep")
+    # artifacts went through the server's proxy into its artifact store
+    assert parent.info.artifact_uri.startswith("mlflow-artifacts:")
+    names = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/verdicts.md" in names
+    assert any((tmp_path / "served").rglob("verdicts.md"))
+
+
+def test_slurm_launcher_path_with_the_local_executor(tmp_path, store):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    extra = ["hydra/launcher=slurm_local", f"tracking.uri={store}", "seed=0,1"]
+    result = _sweep(tmp_path, extra)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("team").experiment_id])
+    assert sorted(r.data.tags["role"] for r in runs) == ["baseline", "baseline", "pretrain", "sweep", "transfer",
+                                                         "transfer"]  # fmt: skip
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    parent = next(r for r in runs if r.data.tags["role"] == "sweep")
+    assert parent.data.metrics["sweep/jobs"] == 2
