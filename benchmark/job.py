@@ -296,8 +296,35 @@ def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str) -> dict[
     recorded = run.data.tags.get("baseline_run_id") == baseline_run_id
     if not (recorded and all(run.data.metrics.get(k) == v for k, v in values.items())):
         tracking.log_metrics(client, run_id, values)
-        tracking.set_tags(client, run_id, {"baseline_run_id": baseline_run_id})
+        tracking.set_tags(
+            client, run_id, {"baseline_run_id": baseline_run_id, tracking.NOTE_TAG: pairing_note(run, base, values)}
+        )
     return {k: v for k, v in values.items() if k.startswith("delta/")}
+
+
+def pairing_note(run, base, values: dict[str, float], verdict: str | None = None) -> str:
+    """The transfer run's description (Markdown on its MLflow page): its pairing, its deltas, its cell's verdict."""
+    t = run.data.tags
+    link = f"#/experiments/{base.info.experiment_id}/runs/{base.info.run_id}"
+    lines = [
+        f"**{t.get('strategy')}** from source **{t.get('source')}** to **{t.get('target')}**, "
+        f"{t.get('label_budget')} labels/class, seed {t.get('seed')}.",
+        "",
+        f"Paired with the from-scratch baseline [{base.info.run_name}]({link}) (`baseline_key` "
+        f"`{t.get('baseline_key')}`): same split, label subset, seed, preprocessing and training budget.",
+        "",
+        "| metric | transfer | scratch | delta |",
+        "|---|---|---|---|",
+    ]
+    for m in DELTA_METRICS:
+        if f"delta/{m}" in values:
+            lines.append(
+                f"| {m} | {run.data.metrics.get(m, float('nan')):.4f} | {values[f'baseline/{m}']:.4f} | "
+                f"{values[f'delta/{m}']:+.4f} |"
+            )
+    if verdict:
+        lines += ["", f"Cell verdict (over seeds, see the sweep's parent run): **{verdict}**"]
+    return "\n".join(lines)
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:

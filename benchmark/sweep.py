@@ -145,7 +145,10 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
         if not math.isnan(cell.ci_low):
             tags["verdict_ci95"] = f"[{cell.ci_low:+.4f}, {cell.ci_high:+.4f}]"
         for run_id in cell.run_ids:
-            tracking.set_tags(client, run_id, tags)
+            note = client.get_run(run_id).data.tags.get(tracking.NOTE_TAG, "").split("\n\nCell verdict")[0]
+            ci = tags.get("verdict_ci95", "")
+            note += f"\n\nCell verdict (sweep {fresh.sweep_id}, over {cell.n} seeds): **{cell.verdict}** {ci}"
+            tracking.set_tags(client, run_id, {**tags, tracking.NOTE_TAG: note})
     failed_txt = ""
     if failed:
         failed_txt = "\n**Failed jobs**\n\n" + "\n".join(f"- `{r.get('name')}`: {r.get('error', '')}" for r in failed)

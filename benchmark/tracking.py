@@ -25,6 +25,8 @@ from mlflow.tracking import MlflowClient
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI then opens on the runs table, not a GenAI overview
 NOTE_TAG = "mlflow.note.content"  # rendered as Markdown on the run page
 PARAM_VALUE_LIMIT = 6000
 
@@ -74,10 +76,12 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             raise ValueError(f"MLflow experiment {name!r} is deleted; restore it or choose another tracking.experiment")
+        if EXPERIMENT_KIND_TAG not in exp.tags:
+            client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
     location = (Path(artifact_root).resolve() / name).as_uri() if artifact_root else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:
