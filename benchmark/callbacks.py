@@ -31,6 +31,7 @@ class EpochLogger(pl.Callback):
         self.history: list[dict[str, float]] = []
         self._start = 0.0
         self._offset = 0.0  # wall time already spent before a resume
+        self.logging_s = 0.0  # time spent sending metrics to MLflow
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -60,10 +61,12 @@ class EpochLogger(pl.Callback):
         row["epoch"] = float(trainer.current_epoch)
         self.history.append(row)
         if self.client is not None and self.run_id is not None and trainer.current_epoch > self.logged_through:
+            t0 = time.perf_counter()
             now = int(time.time() * 1000)
             metrics = [Metric(k, v, now, trainer.current_epoch) for k, v in row.items() if k != "epoch"]
             # one round trip per epoch: the curves and the liveness heartbeat together
             self.client.log_batch(self.run_id, metrics=metrics, tags=[RunTag("heartbeat", str(now // 1000))])
+            self.logging_s += time.perf_counter() - t0
 
 
 class ModelSelection(pl.Callback):
@@ -106,15 +109,21 @@ class ModelSelection(pl.Callback):
 
 
 class EpochCheckpoint(pl.Callback):
-    """Write a resumable checkpoint (model, optimizer, loop and callback state) every ``every`` epochs, atomically,
-    so a run killed mid-training resumes from its last completed checkpoint instead of from scratch."""
+    """Write a resumable checkpoint (model, optimizer, loop and callback state) at the end of an epoch, atomically,
+    so a run killed mid-training resumes from its last checkpoint instead of from scratch.
 
-    def __init__(self, path: Path, every: int = 1):
-        self.path, self.every = Path(path), max(1, every)
+    At most one checkpoint per ``every_s`` seconds of training: a run shorter than that never pays for one (it is
+    cheaper to redo), a long run loses at most ``every_s`` seconds of work.
+    """
+
+    def __init__(self, path: Path, every_s: float = 60.0):
+        self.path, self.every_s = Path(path), every_s
+        self._last = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every and trainer.current_epoch + 1 != trainer.max_epochs:
+        if time.perf_counter() - self._last < self.every_s or trainer.current_epoch + 1 == trainer.max_epochs:
             return
+        self._last = time.perf_counter()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and callback state too: a full resume

@@ -10,18 +10,27 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from mlflow.tracking import MlflowClient
+from torch.utils.data import TensorDataset
 
 from benchmark import tracking
 from benchmark.callbacks import Diverged
 from benchmark.data import Splits, label_subset, seed_hash
-from benchmark.sources.models import NoWeights, PretrainWeights, SourceSpec, build_model, load_source_weights
+from benchmark.features import cached_split_features, file_digest
+from benchmark.sources.models import (
+    FileWeights,
+    NoWeights,
+    PretrainWeights,
+    SourceSpec,
+    build_model,
+    load_source_weights,
+)
 from benchmark.strategies.base import TransferStrategy
 from benchmark.targets.base import Target
 from benchmark.train import Budget, TrainerSettings, fit_and_test
@@ -227,32 +236,36 @@ def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | No
     t_start = time.perf_counter()
     splits = load_splits(job.target_id, job.target, job.target_config)
     subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
-    # the exact examples, so a reader (and tests/test_pairing.py) can verify that a pair trained on the same data
+    # the exact examples, so a reader (and tests/test_sweep.py) can verify that a pair trained on the same data
     ctx.client.log_dict(run_id, {"train_indices": subset.tolist()}, "data/train_indices.json")
     prep = job.source.preprocessing
-    train = prep.apply(splits.train.subset(subset))
     val, test = prep.apply(splits.val), prep.apply(splits.test)
 
     pl.seed_everything(seed_hash("model_init", job.seed, job.strategy.seed_salt) % 2**32, workers=True, verbose=False)
     model = build_model(job.source.arch, splits.num_classes, prep, **job.source.model_kwargs)
-    loaded = 0
+    loaded, weights_file = 0, None
     if job.strategy.uses_pretrained:
-        weights_file = None
-        if isinstance(job.source.weights, PretrainWeights):
-            from benchmark.sources.pretrain import ensure_pretrained
-
-            weights_file = ensure_pretrained(job.source, ctx, job.trainer)
-        if isinstance(job.source.weights, NoWeights):
-            raise ValueError(
-                f"strategy {job.strategy_id!r} transfers pretrained weights, but source {job.source.id!r} has "
-                "weights.kind=none; use strategy=scratch or a source with hub, file or pretrain weights"
-            )
+        weights_file = source_weights_file(job, ctx)
         loaded = load_source_weights(model, job.source.weights, weights_file)
+    extra: dict[str, float] = {}
+    fit_model, fit_strategy = model, job.strategy
+    if job.strategy.frozen_backbone and job.strategy.uses_pretrained and job.trainer.feature_cache:
+        # the backbone is frozen and in eval mode: run it once per example and train the head on its features
+        feats = cached_split_features(
+            feature_key(job, weights_file), ctx.cache_dir, model, prep.apply(splits.train), val, test
+        )
+        labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
+        train = TensorDataset(feats.train[torch.from_numpy(subset)], labels["train"][torch.from_numpy(subset)])
+        val, test = TensorDataset(feats.val, labels["val"]), TensorDataset(feats.test, labels["test"])
+        fit_model, fit_strategy = model.get_classifier(), TransferStrategy()
+        extra = {"time/feature_extract_s": feats.seconds, "features/cached": 1.0}
+    else:
+        train = prep.apply(splits.train.subset(subset))
     setup_s = time.perf_counter() - t_start
 
     result = fit_and_test(
-        model,
-        job.strategy,
+        fit_model,
+        fit_strategy,
         train,
         val,
         test,
@@ -276,9 +289,44 @@ def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | No
             "time/setup_s": setup_s,
             "time/total_s": time.perf_counter() - t_start,
             "model/params": float(sum(p.numel() for p in model.parameters())),
+            **extra,
         }
     )
     return metrics
+
+
+def source_weights_file(job: JobSpec, ctx: Context) -> Path | None:
+    """The local file of the source's weights: the harness-pretrained checkpoint (trained now if missing) or the
+    user's file; None for hub weights (read from the Hugging Face cache by ``load_source_weights``)."""
+    weights = job.source.weights
+    if isinstance(weights, NoWeights):
+        raise ValueError(
+            f"strategy {job.strategy_id!r} transfers pretrained weights, but source {job.source.id!r} has "
+            "weights.kind=none; use strategy=scratch or a source with hub, file or pretrain weights"
+        )
+    if isinstance(weights, PretrainWeights):
+        from benchmark.sources.pretrain import ensure_pretrained
+
+        return ensure_pretrained(job.source, ctx, job.trainer)
+    return getattr(weights, "path", None)
+
+
+def feature_key(job: JobSpec, weights_file: Path | None) -> str:
+    """Content address of a pair's frozen features: architecture, preprocessing, weights, target."""
+    weights = job.source.weights
+    if isinstance(weights, PretrainWeights | FileWeights):
+        identity = file_digest(Path(weights_file))
+    else:
+        identity = getattr(weights, "tag", weights.kind)
+    return stable_hash(
+        {
+            "arch": job.source.arch,
+            "model_kwargs": job.source.model_kwargs,
+            "preprocessing": asdict(job.source.preprocessing),
+            "weights": identity,
+            "target": {"id": job.target_id, "config": job.target_config},
+        }
+    )
 
 
 def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str) -> dict[str, float]:

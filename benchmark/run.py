@@ -150,6 +150,8 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         precision=str(t.precision),
         deterministic=t.deterministic,
         num_workers=int(t.num_workers),
+        feature_cache=bool(t.get("feature_cache", True)),
+        checkpoint_every_s=float(t.get("checkpoint_every_s", 60.0)),
     )
     resolved = {k: _resolved(cfg[k]) for k in cfg if k != "hydra"}
     params = tracking.flatten(resolved)
@@ -199,6 +201,21 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         baseline=baseline,
         **common,
     )
+
+
+def compose_job(overrides: list[str]) -> JobSpec:
+    """The typed job that ``python -m benchmark.run <overrides>`` would run, composed outside a Hydra app (for
+    ``benchmark.rank``, ``benchmark.bench`` and notebooks)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return build_job(cfg, dict(cfg.hydra.runtime.choices))
 
 
 def job_threads(configured: int | None, launcher: DictConfig) -> int:

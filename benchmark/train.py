@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 
 from benchmark.callbacks import DivergenceGuard, EpochCheckpoint, EpochLogger, ModelSelection
 from benchmark.data import seed_hash
@@ -61,6 +61,8 @@ class TrainerSettings:
     deterministic: bool | str = False
     num_workers: int = 0
     benchmark: bool = False
+    feature_cache: bool = True  # frozen-backbone strategies train their head on features computed once
+    checkpoint_every_s: float = 60.0  # resumable checkpoint at most this often (seconds of training)
 
 
 @dataclass
@@ -91,15 +93,30 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
+class InMemoryBatches(TensorDataset):
+    """A TensorDataset fetched a whole batch at a time (one indexing op per tensor instead of a Python call and a
+    collate per example)."""
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(indices)
+        return tuple(t[idx] for t in self.tensors)
+
+
+def _as_is(batch):
+    return batch
+
+
 def make_loader(
     dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0, salt: str = ""
 ) -> DataLoader:
+    batched = isinstance(dataset, TensorDataset)
     return DataLoader(
-        dataset,
+        InMemoryBatches(*dataset.tensors) if batched else dataset,
         batch_size=batch_size,
         sampler=EpochShuffle(len(dataset), seed, salt) if shuffle else None,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
+        collate_fn=_as_is if batched else None,
     )
 
 
@@ -153,7 +170,7 @@ def fit_and_test(
             DivergenceGuard(),
             logger_cb,
             select_cb,
-            *([EpochCheckpoint(checkpoint, val_every)] if checkpoint else []),
+            *([EpochCheckpoint(checkpoint, trainer.checkpoint_every_s)] if checkpoint else []),
             *(callbacks or []),
         ],
     )
@@ -173,4 +190,5 @@ def fit_and_test(
             metrics["time/test_s"] = time.perf_counter() - t0
             metrics.update({k: float(v) for k, v in out[0].items()})
     metrics["selected_epoch"] = float(select_cb.selected_epoch)
+    metrics["time/epoch_logging_s"] = logger_cb.logging_s
     return FitResult(metrics, logger_cb.history, select_cb.selected_epoch, epochs, total_steps)

@@ -90,7 +90,7 @@ def _training_mid_way(store: str, tmp_path: Path):
 
 
 LONG = ["source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0,1", "budget.epochs=120",
-        "budget.min_steps=0"]  # fmt: skip
+        "budget.min_steps=0", "trainer.checkpoint_every_s=0.5"]  # fmt: skip
 
 
 def test_sigkill_mid_training_then_rerun_finishes_only_what_is_missing(tmp_path, store):

@@ -35,6 +35,9 @@ class TransferStrategy:
     uses_pretrained: bool = True
     role: str = "transfer"
     seed_salt: str = ""
+    frozen_backbone: bool = False
+    """True when only the classifier trains and the backbone stays in eval mode for the whole run: the harness then
+    runs the backbone once per example and trains the classifier on cached features (``trainer.feature_cache``)."""
 
     def setup(self, model: nn.Module) -> None:
         """Called once after the source weights are loaded, before the optimizer is built."""

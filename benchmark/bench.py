@@ -1,0 +1,389 @@
+"""Performance measured side by side: ``python -m benchmark.bench [--reps 3] [--skip-quickstart]``.
+
+Every figure is a ratio against a reference measured in the same invocation, on the same machine, median of
+``--reps`` repetitions (sweeps: once each). Nothing here is a test; nothing asserts a time.
+
+1. harness overhead: one cell (fine-tune, all labels, >= 30 s) through ``python -m benchmark.run`` against a plain
+   PyTorch loop doing the same training (same model, weights, data, batches, optimiser groups, schedule, threads,
+   validation and test), both as whole processes; with where the difference goes.
+2. frozen features: a linear probe trained on cached features against re-running the frozen backbone each epoch,
+   per epoch and per run, with both test accuracies.
+3. sweep throughput: a small grid sequentially (2 threads) against 2 parallel workers with 1 thread each.
+4. compute share: the share of a cell's wall time spent inside the model's forward and backward passes, from the
+   PyTorch profiler (``record_function`` ranges around the model's forward and Lightning's backward).
+5. quickstart: cold (empty store and cache, pretraining included) and warm (everything reused) wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CELL = ["source=synth_digits", "target=digits", "strategy=finetune", "label_budget=null", "seed=0",
+        "budget.epochs=40"]  # fmt: skip
+GRID = ["source=synth_digits,shapes", "strategy=finetune", "label_budget=10", "seed=0,1,2"]
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _timed(cmd: list[str], cwd: Path = ROOT) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return wall, out.stdout
+
+
+def _harness(args: list[str], work: Path, multirun: bool = False) -> list[str]:
+    return [sys.executable, "-m", "benchmark.run", *(["-m"] if multirun else []), *args,
+            f"tracking.uri=sqlite:///{work / 'mlflow.db'}", "tracking.experiment=bench",
+            f"tracking.artifact_root={work / 'artifacts'}", f"cache_dir={work / 'cache'}",
+            f"hydra.sweep.dir={work / 'sweep'}", f"hydra.run.dir={work / 'run'}"]  # fmt: skip
+
+
+def _fresh(base: Path, name: str, store: Path, cache: Path | None) -> Path:
+    """A work dir with a migrated store copy (and a warm source cache when given)."""
+    work = base / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copy(store, work / "mlflow.db")
+    if cache is not None:
+        shutil.copytree(cache, work / "cache")
+    return work
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else math.nan
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. the plain PyTorch loop (a whole process, run as `python -m benchmark.bench plain ...`)
+
+
+def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:
+    """Fine-tune test_resnet from ``checkpoint`` on all digits labels exactly as the harness's default budget does,
+    with nothing but torch, timm and the data helpers."""
+    t_start = time.perf_counter()
+    import timm
+    import torch
+    import torch.nn.functional as F
+    from safetensors.torch import load_file
+
+    from benchmark.data import Preprocessing, seed_hash
+    from benchmark.targets.digits import Digits
+    from benchmark.train import EpochShuffle
+
+    torch.set_num_threads(threads)
+    splits = Digits().load()
+    prep = Preprocessing(32)
+    xs = {k: prep.tensor(getattr(splits, k).images) for k in ("train", "val", "test")}
+    ys = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
+    torch.manual_seed(seed_hash("model_init", 0, "") % 2**32)
+    model = timm.create_model("test_resnet", num_classes=10)
+    state = {k: v for k, v in load_file(checkpoint).items() if not k.startswith("fc.")}
+    model.load_state_dict(state, strict=False)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}])
+    bs, lr = 64, 3.0e-3
+    steps_per_epoch = math.ceil(len(ys["train"]) / bs)
+    total = epochs * steps_per_epoch
+    warmup = max(1, int(0.05 * total))
+    sampler = EpochShuffle(len(ys["train"]), 0)
+    val_every = max(d for d in range(1, max(1, epochs // 12) + 1) if epochs % d == 0)
+
+    def evaluate(split: str) -> float:
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(xs[split][i : i + 512]).argmax(1) for i in range(0, len(ys[split]), 512)])
+        return float((pred == ys[split]).float().mean())
+
+    step = 0
+    t_fit = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        order = torch.tensor(list(iter(sampler)))
+        for i in range(0, len(order), bs):
+            idx = order[i : i + bs]
+            factor = (
+                (step + 1) / warmup
+                if step < warmup
+                else 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+            )
+            for g in opt.param_groups:
+                g["lr"] = lr * factor
+            loss = F.cross_entropy(model(xs["train"][idx]), ys["train"][idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        if (epoch + 1) % val_every == 0:
+            evaluate("val")
+    fit_s = time.perf_counter() - t_fit
+    acc = evaluate("test")
+    return {"test_acc": acc, "fit_s": fit_s, "total_s": time.perf_counter() - t_start}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def overhead(base: Path, store: Path, cache: Path, reps: int) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    from benchmark.run import compose_job
+    from benchmark.sources.pretrain import pretrain_key
+
+    job = compose_job(CELL)
+    key = pretrain_key(job.source)
+    ckpt = next((cache / "sources").glob(f"*{key}.safetensors"))
+    epochs, _ = job.budget.plan(1297)
+    harness, plain_runs, metrics = [], [], []
+    for r in range(reps):
+        work = _fresh(base, f"overhead{r}", store, cache)
+        wall, _ = _timed(_harness(CELL, work))
+        harness.append(wall)
+        client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+        run = next(x for x in client.search_runs([client.get_experiment_by_name("bench").experiment_id])
+                   if x.data.tags.get("role") == "transfer")  # fmt: skip
+        metrics.append(run.data.metrics)
+        wall, out = _timed([sys.executable, "-m", "benchmark.bench", "plain", str(ckpt), str(epochs), "2"])
+        plain_runs.append((wall, json.loads(out.strip().splitlines()[-1])))
+    imports = [_timed([sys.executable, "-c", "import benchmark.run"])[0] for _ in range(reps)]
+    med = lambda k: _median([m.get(k, math.nan) for m in metrics])  # noqa: E731
+    return {
+        "harness_s": _median(harness),
+        "plain_s": _median([w for w, _ in plain_runs]),
+        "ratio": _median(harness) / _median([w for w, _ in plain_runs]),
+        "harness_test_acc": med("test/acc"),
+        "plain_test_acc": _median([p["test_acc"] for _, p in plain_runs]),
+        "breakdown": {
+            "imports (python -c 'import benchmark.run')": _median(imports),
+            "harness fit (Lightning loop, validation, per-epoch MLflow logging)": med("time/fit_s"),
+            "  of which MLflow per-epoch logging": med("time/epoch_logging_s"),
+            "plain loop fit": _median([p["fit_s"] for _, p in plain_runs]),
+            "harness test evaluation": med("time/test_s"),
+            "harness set-up (data, model, weights, run creation)": med("time/setup_s"),
+            "rest (Hydra composition, store, baseline lookup, deltas)": _median(harness)
+            - _median(imports)
+            - med("time/total_s"),
+        },
+    }
+
+
+def frozen_features(base: Path, store: Path, cache: Path, reps: int) -> dict:
+    """Linear probe (all labels): cached features vs the frozen backbone run every epoch, in process."""
+    import torch
+
+    import benchmark.features as features
+    from benchmark import tracking
+    from benchmark.job import Context, ensure_run
+    from benchmark.run import compose_job
+
+    torch.set_num_threads(2)
+    out: dict[str, list[float]] = {}
+    for r in range(reps):
+        for cached in (True, False):
+            work = _fresh(base, f"probe{r}{cached}", store, cache)
+            job = compose_job(["strategy=linear_probe", "label_budget=null", f"trainer.feature_cache={cached}"])
+            client = tracking.open_store(f"sqlite:///{work / 'mlflow.db'}")
+            ctx = Context(client, tracking.ensure_experiment(client, "bench"), work / "cache")
+            features._MEMO.clear()  # cold: extraction counted in the cached run
+            ensure_run(job.baseline, ctx)  # the pair's baseline, outside the comparison
+            outcome = ensure_run(job, ctx)
+            met = outcome.metrics
+            tag = "cached" if cached else "backbone"
+            out.setdefault(f"{tag}_fit_s", []).append(met["time/fit_s"])
+            elapsed = sorted((m.step, m.value) for m in client.get_metric_history(outcome.run_id, "time/elapsed_s"))
+            per_epoch = (elapsed[-1][1] - elapsed[0][1]) / max(1, len(elapsed) - 1)
+            out.setdefault(f"{tag}_epoch_s", []).append(per_epoch)
+            out.setdefault(f"{tag}_run_s", []).append(met["time/fit_s"] + met.get("time/feature_extract_s", 0.0))
+            out.setdefault(f"{tag}_acc", []).append(met["test/acc"])
+            out.setdefault(f"{tag}_epochs", []).append(met["train/epochs"])
+    res = {k: _median(v) for k, v in out.items()}
+    res["speedup_per_epoch"] = res["backbone_epoch_s"] / res["cached_epoch_s"]
+    res["speedup_per_run"] = res["backbone_run_s"] / res["cached_run_s"]
+    return res
+
+
+def throughput(base: Path, store: Path, cache: Path) -> dict:
+    seq = _fresh(base, "seq", store, cache)
+    par = _fresh(base, "par", store, cache)
+    t_seq, _ = _timed(_harness([*GRID, "trainer.threads=2"], seq, multirun=True))
+    t_par, _ = _timed(_harness([*GRID, "hydra/launcher=parallel", "hydra.launcher.n_jobs=2"], par, multirun=True))
+    return {"jobs": 6, "sequential_s": t_seq, "parallel_s": t_par, "speedup": t_seq / t_par}
+
+
+def compute_share(base: Path, store: Path, cache: Path) -> dict:
+    """Share of wall time inside model forward/backward (PyTorch profiler ranges), per quickstart strategy."""
+    import pytorch_lightning as pl
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from benchmark import tracking
+    from benchmark.job import Context, ensure_run
+    from benchmark.run import compose_job
+
+    torch.set_num_threads(2)
+
+    class Ranges(pl.Callback):
+        def __init__(self):
+            self.ctx = None
+
+        def on_before_backward(self, trainer, pl_module, loss):
+            self.ctx = record_function("model_backward")
+            self.ctx.__enter__()
+
+        def on_after_backward(self, trainer, pl_module):
+            self.ctx.__exit__(None, None, None)
+
+    import benchmark.train as train_mod
+
+    original = train_mod.fit_and_test
+    result = {}
+    for strategy in ("finetune", "linear_probe"):
+        work = _fresh(base, f"share_{strategy}", store, cache)
+        job = compose_job([f"strategy={strategy}", "label_budget=10"])
+        client = tracking.open_store(f"sqlite:///{work / 'mlflow.db'}")
+        ctx = Context(client, tracking.ensure_experiment(client, "bench"), work / "cache")
+        ensure_run(job.baseline, ctx)
+
+        def fit_with_ranges(model, *args, callbacks=None, **kwargs):
+            def pre(module, inputs):
+                module._range = record_function("model_forward")
+                module._range.__enter__()
+
+            def post(module, inputs, output):
+                module._range.__exit__(None, None, None)
+
+            h1, h2 = model.register_forward_pre_hook(pre), model.register_forward_hook(post)
+            try:
+                return original(model, *args, callbacks=[*(callbacks or []), Ranges()], **kwargs)
+            finally:
+                h1.remove()
+                h2.remove()
+
+        import benchmark.job as job_mod
+
+        job_mod.fit_and_test = fit_with_ranges
+        try:
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                t0 = time.perf_counter()
+                ensure_run(job, ctx)
+                wall = time.perf_counter() - t0
+        finally:
+            job_mod.fit_and_test = original
+        totals = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key.startswith("model_")}
+        share = (totals.get("model_forward", 0.0) + totals.get("model_backward", 0.0)) / wall
+        result[strategy] = {"wall_s": wall, **totals, "share": share}
+    return result
+
+
+def quickstart(base: Path) -> dict:
+    work = base / "quickstart"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    cold, _ = _timed(_harness(["experiment=quickstart"], work, multirun=True))
+    warm, _ = _timed(_harness(["experiment=quickstart"], work, multirun=True))
+    return {"cold_s": cold, "warm_s": warm}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plain"]:
+        print(json.dumps(plain(argv[1], int(argv[2]), int(argv[3]))))
+        return 0
+    parser = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--skip-quickstart", action="store_true")
+    parser.add_argument("--only", nargs="*", default=None, help="overhead frozen throughput share quickstart")
+    args = parser.parse_args(argv)
+    t_all = time.perf_counter()
+    base = Path(tempfile.mkdtemp(prefix="tb-bench-"))
+    # a migrated store and a warm source cache, prepared once outside every timing
+    from benchmark.tracking import open_store
+
+    open_store(f"sqlite:///{base / 'store.db'}")
+    prep = _fresh(base, "prepare", base / "store.db", None)
+    _timed(_harness(["source=synth_digits,shapes", "strategy=scratch", "label_budget=1", "budget.min_steps=1",
+                     "budget.epochs=1"], prep, multirun=True))  # fmt: skip
+    from benchmark import tracking
+    from benchmark.job import Context, source_weights_file
+    from benchmark.run import compose_job
+
+    client = tracking.open_store(f"sqlite:///{prep / 'mlflow.db'}")
+    ctx = Context(client, tracking.ensure_experiment(client, "bench"), prep / "cache")
+    for src in ("synth_digits", "shapes"):
+        source_weights_file(compose_job([f"source={src}"]), ctx)  # pretrain both sources, untimed
+    store, cache = base / "store.db", prep / "cache"
+    shutil.rmtree(cache / "locks", ignore_errors=True)
+    want = set(args.only or ["overhead", "frozen", "throughput", "share", "quickstart"])
+    if args.skip_quickstart:
+        want.discard("quickstart")
+    report: dict = {"machine": f"{os.cpu_count()} cores, torch threads 2", "reps": args.reps}
+    steps = [("overhead", lambda: overhead(base, store, cache, args.reps)),
+             ("frozen", lambda: frozen_features(base, store, cache, args.reps)),
+             ("throughput", lambda: throughput(base, store, cache)),
+             ("share", lambda: compute_share(base, store, cache)),
+             ("quickstart", lambda: quickstart(base))]  # fmt: skip
+    for name, fn in steps:
+        if name in want:
+            t0 = time.perf_counter()
+            report[name] = fn()
+            print(f"[{name}: {time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
+    print_report(report)
+    print(f"\nbenchmark wall time: {time.perf_counter() - t_all:.0f} s (work dir {base})")
+    (base / "bench.json").write_text(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+def print_report(r: dict) -> None:
+    print("\n== transfer-bench performance (medians; ratios measured side by side in this run) ==")
+    if "overhead" in r:
+        o = r["overhead"]
+        print(f"\n1. harness overhead, one cell (fine-tune, all labels): harness {o['harness_s']:.1f} s vs plain "
+              f"PyTorch loop {o['plain_s']:.1f} s -> {o['ratio']:.2f}x  (target <= 1.10x)")  # fmt: skip
+        print(f"   test acc: harness {o['harness_test_acc']:.4f}, plain loop {o['plain_test_acc']:.4f}")
+        for k, v in o["breakdown"].items():
+            print(f"   {k:<70} {v:7.2f} s")
+    if "frozen" in r:
+        f = r["frozen"]
+        print(f"\n2. frozen features (linear probe, all labels, {f['cached_epochs']:.0f} epochs): an epoch takes "
+              f"{1000 * f['backbone_epoch_s']:.0f} ms re-running the backbone vs {1000 * f['cached_epoch_s']:.0f} ms "
+              f"on cached features -> {f['speedup_per_epoch']:.1f}x per epoch (target >= 10x); whole fit incl. "
+              f"extraction {f['backbone_run_s']:.2f} s vs {f['cached_run_s']:.2f} s -> {f['speedup_per_run']:.1f}x")  # fmt: skip
+        print(
+            f"   test acc: backbone {f['backbone_acc']:.4f}, cached {f['cached_acc']:.4f} "
+            f"(difference {100 * abs(f['backbone_acc'] - f['cached_acc']):.2f} points; target <= 0.5)"
+        )
+    if "throughput" in r:
+        t = r["throughput"]
+        print(f"\n3. sweep throughput ({t['jobs']} jobs): sequential (2 threads) {t['sequential_s']:.1f} s vs 2 "
+              f"workers x 1 thread {t['parallel_s']:.1f} s -> {t['speedup']:.2f}x")  # fmt: skip
+    if "share" in r:
+        print("\n4. compute share (model forward + backward / cell wall time, PyTorch profiler; target >= 80%)")
+        for k, v in r["share"].items():
+            print(f"   {k:<14} wall {v['wall_s']:.2f} s, forward {v.get('model_forward', 0):.2f} s, backward "
+                  f"{v.get('model_backward', 0):.2f} s -> {100 * v['share']:.0f}%")  # fmt: skip
+    if "quickstart" in r:
+        q = r["quickstart"]
+        print(f"\n5. quickstart: cold {q['cold_s']:.0f} s (pretraining included), warm {q['warm_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
