@@ -366,7 +366,8 @@ def print_report(r: dict) -> None:
         print(f"\n2. frozen features (linear probe, all labels, {f['cached_epochs']:.0f} epochs): an epoch takes "
               f"{1000 * f['backbone_epoch_s']:.0f} ms re-running the backbone vs {1000 * f['cached_epoch_s']:.0f} ms "
               f"on cached features -> {f['speedup_per_epoch']:.1f}x per epoch (target >= 10x); whole fit incl. "
-              f"extraction {f['backbone_run_s']:.2f} s vs {f['cached_run_s']:.2f} s -> {f['speedup_per_run']:.1f}x")  # fmt: skip
+              f"extraction {f['backbone_run_s']:.2f} s vs {f['cached_run_s']:.2f} s "
+              f"-> {f['speedup_per_run']:.1f}x")  # fmt: skip
         print(
             f"   test acc: backbone {f['backbone_acc']:.4f}, cached {f['cached_acc']:.4f} "
             f"(difference {100 * abs(f['backbone_acc'] - f['cached_acc']):.2f} points; target <= 0.5)"
