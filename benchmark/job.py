@@ -74,6 +74,7 @@ class JobSpec:
     params: dict[str, str] = field(default_factory=dict)
     config_yaml: str = ""
     baseline: JobSpec | None = None
+    scores: bool = True  # log the pair's transferability and similarity scores on transfer runs
 
     @property
     def is_baseline(self) -> bool:
@@ -155,7 +156,25 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
         outcome.baseline_run_id = baseline.run_id
         outcome.baseline_reused = baseline.reused
         outcome.deltas = log_deltas(ctx.client, outcome.run_id, baseline.run_id)
+    if job.scores and job.strategy.uses_pretrained and not job.is_baseline:
+        log_scores(job, ctx, outcome.run_id)
     return outcome
+
+
+def log_scores(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
+    """The pair's transferability and similarity scores as metrics of the transfer run (computed once per pair)."""
+    from benchmark.scoring import pair_scores
+
+    try:
+        scores = pair_scores(job, ctx, source_weights_file(job, ctx))
+    except Exception as exc:  # a score that cannot be computed must not fail a finished training run
+        log.warning("no transferability scores for %s -> %s: %s", job.source.id, job.target_id, exc)
+        return {}
+    have = ctx.client.get_run(run_id).data.metrics
+    missing = {k: v for k, v in scores.items() if have.get(k) != v}
+    if missing:
+        tracking.log_metrics(ctx.client, run_id, missing)
+    return scores
 
 
 def ensure_run(job: JobSpec, ctx: Context) -> JobOutcome:

@@ -534,6 +534,79 @@ def time_saved_plot(eff: pd.DataFrame, out: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Does a score predict the realised delta?
+
+SCORE_PREFIXES = ("transfer/", "similarity/")
+
+
+def pair_scores_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (source, target) pair with its transferability and similarity scores (logged on transfer runs)."""
+    cols = [c for c in runs.columns if c.startswith(tuple(f"metrics.{p}" for p in SCORE_PREFIXES))]
+    transfer = runs[runs.get("tags.role") == "transfer"] if "tags.role" in runs else runs.iloc[0:0]
+    if not cols or transfer.empty:
+        return pd.DataFrame()
+    table = transfer.groupby(["tags.source", "tags.target"])[cols].mean().reset_index()
+    return table.rename(columns=lambda c: c.removeprefix("tags.").removeprefix("metrics."))
+
+
+def score_correlations(cells: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy and label budget: Kendall's tau and weighted tau between each score and the mean delta over
+    the cells' (source, target) pairs. Scores are oriented so that a positive tau means "ranked the pairs right"
+    (distances are negated: a smaller distance should mean a larger delta)."""
+    from scipy import stats
+
+    from benchmark.scoring import DIRECTION
+
+    if cells.empty or scores.empty:
+        return pd.DataFrame()
+    merged = cells.merge(scores, on=["source", "target"], how="inner")
+    rows = []
+    for (strategy, budget), g in merged.groupby(["strategy", "label_budget"]):
+        for score, sign in DIRECTION.items():
+            if score not in g:
+                continue
+            sub = g[["delta", score]].dropna()
+            n = len(sub)
+            tau = p = wtau = math.nan
+            if n >= 3 and sub[score].nunique() > 1 and sub["delta"].nunique() > 1:
+                tau, p = stats.kendalltau(sign * sub[score], sub["delta"])
+                wtau = stats.weightedtau(sign * sub[score].to_numpy(), sub["delta"].to_numpy()).statistic
+            rows.append({"strategy": strategy, "label_budget": budget, "score": score, "pairs": n,
+                         "kendall_tau": tau, "p": p, "weighted_tau": wtau})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def score_scatter(cells: pd.DataFrame, scores: pd.DataFrame, out: Path) -> Path | None:
+    """Each score against the realised mean delta, one row of panels per strategy, points labelled by source."""
+    from benchmark.scoring import DIRECTION
+
+    plt = _plt()
+    merged = cells.merge(scores, on=["source", "target"], how="inner")
+    present = [s for s in DIRECTION if s in merged]
+    if merged.empty or not present:
+        return None
+    strategies = sorted(merged["strategy"].unique())
+    fig, axes = plt.subplots(
+        len(strategies), len(present), figsize=(2.6 * len(present), 2.4 * len(strategies)), squeeze=False
+    )
+    for row, strategy in zip(axes, strategies, strict=True):
+        g = merged[merged["strategy"] == strategy]
+        for ax, score in zip(row, present, strict=True):
+            ax.scatter(g[score], g["delta"], c=[VERDICT_COLOURS.get(v, "k") for v in g["verdict"]], s=18)
+            for _, r in g.iterrows():
+                ax.annotate(r["source"], (r[score], r["delta"]), fontsize=6)
+            ax.axhline(0, color="grey", lw=0.6)
+            ax.set_title(score.split("/")[1], fontsize=8)
+            ax.tick_params(labelsize=6)
+        row[0].set_ylabel(f"{strategy}\nmean delta", fontsize=8)
+    fig.tight_layout()
+    path = out / "scores_vs_delta.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # The whole report
 
 
@@ -570,6 +643,7 @@ def build_report(
     (out / "verdicts.tex").write_text(latex_table(rows, title))
     files += [out / "verdicts.md", out / "verdicts.csv", out / "verdicts.tex"]
     eff = pd.DataFrame()
+    scores = corr = pd.DataFrame()
     headline: dict[str, float] = {}
     if not cells.empty:
         curves = histories(client, runs["run_id"].tolist(), ["val/acc", "time/elapsed_s", "train/steps"])
@@ -581,6 +655,17 @@ def build_report(
         if de_path is not None:
             files.append(de_path)
             crossovers.to_csv(out / "crossovers.csv", index=False)
+        scores = pair_scores_table(runs)
+        corr = score_correlations(cells, scores)
+        if not scores.empty:
+            scores.to_csv(out / "scores.csv", index=False)
+            files.append(out / "scores.csv")
+            scatter = score_scatter(cells, scores, out)
+            if scatter is not None:
+                files.append(scatter)
+        if not corr.empty:
+            corr.to_csv(out / "score_correlations.csv", index=False)
+            files.append(out / "score_correlations.csv")
         if not eff.empty:
             eff.to_csv(out / "efficiency.csv", index=False)
             files.append(out / "efficiency.csv")
@@ -594,14 +679,25 @@ def build_report(
             if eff["reached"].any():
                 headline["report/time_saved_median"] = float(eff.loc[eff["reached"], "saved_time"].median())
                 headline["report/steps_saved_median"] = float(eff.loc[eff["reached"], "saved_steps"].median())
-    markdown = _summary_markdown(title, md, eff, metric, alpha, margin)
+    markdown = _summary_markdown(title, md, eff, metric, alpha, margin, scores, corr)
     (out / "report.md").write_text(markdown)
     files.append(out / "report.md")
     (out / "headline.json").write_text(json.dumps(headline, indent=1))
     return Report(cells, eff, files, markdown, headline)
 
 
-def _summary_markdown(title: str, table: str, eff: pd.DataFrame, metric: str, alpha: float, margin: float) -> str:
+def _frame_markdown(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
+    rows = [
+        {c: (floatfmt.format(v) if isinstance(v, float) else str(v)) for c, v in r.items()}
+        for r in df.to_dict("records")
+    ]
+    return markdown_table(rows)
+
+
+def _summary_markdown(
+    title: str, table: str, eff: pd.DataFrame, metric: str, alpha: float, margin: float,
+    scores: pd.DataFrame | None = None, corr: pd.DataFrame | None = None,
+) -> str:  # fmt: skip
     parts = [
         f"### {title}",
         "",
@@ -623,6 +719,13 @@ def _summary_markdown(title: str, table: str, eff: pd.DataFrame, metric: str, al
                 f"(quartiles {q[0.25]:.0f}–{q[0.75]:.0f} %), steps saved: median "
                 f"{100 * reached['saved_steps'].median():.0f} %. The seed article claims 60–80 %."
             )
+    if scores is not None and not scores.empty:
+        parts += ["", "**Transferability and similarity scores per pair** (computed before any fine-tuning)", "",
+                  _frame_markdown(scores)]  # fmt: skip
+    if corr is not None and not corr.empty:
+        parts += ["", "**Did the scores predict the realised deltas?** Kendall's tau between each score (oriented: "
+                  "higher transferability, lower distance) and the mean delta across pairs; 1 = perfect ranking.", "",
+                  _frame_markdown(corr)]  # fmt: skip
     return "\n".join(parts) + "\n"
 
 

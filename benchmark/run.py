@@ -164,6 +164,7 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         budget=budget,
         trainer=trainer,
         selection=str(cfg.selection),
+        scores=bool(cfg.get("scores", True)),
     )
     scratch_cfg = OmegaConf.load(CONF_DIR / "strategy" / "scratch.yaml")
     baseline_key = stable_hash(run_identity(cfg, choices, "scratch", scratch_cfg, pretrained=False))
@@ -310,10 +311,10 @@ def check_hub(source_id: str, weights: Any, strategy: Any) -> list[str]:
     """Hub weights must be in the local cache when downloads are off."""
     if not (weights and weights.get("kind") == "hub" and strategy.uses_pretrained and _hf_offline()):
         return []
-    if hub_cached(str(weights.tag)):
+    if hub_cached(str(weights.get("tag"))):
         return []
     return [
-        f"source {source_id!r}: hub weights {weights.tag!r} are not in the local Hugging Face cache and "
+        f"source {source_id!r}: hub weights {weights.get('tag')!r} are not in the local Hugging Face cache and "
         "HF_HUB_OFFLINE=1 forbids downloading them; run once online (unset HF_HUB_OFFLINE) or use "
         "weights.kind=file with a local checkpoint"
     ]

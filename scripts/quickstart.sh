@@ -6,17 +6,5 @@ source "$(dirname "$0")/_env.sh"
 start=$(date +%s)
 python -m benchmark.run -m experiment=quickstart "$@"
 echo "quickstart finished in $(( $(date +%s) - start )) s"
-python - <<'PY'
-from pathlib import Path
-
-from mlflow.tracking import MlflowClient
-
-from benchmark.tracking import resolve_uri
-
-uri = resolve_uri(None, Path.cwd())
-exp = MlflowClient(uri).get_experiment_by_name("quickstart")
-print("\nBrowse the runs (parent run = the sweep, with the verdict table; child runs carry delta/test/acc and verdict):")
-print(f"  .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000")
-if exp is not None:
-    print(f"  then open http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs")
-PY
+echo
+python -m benchmark.ui --experiment quickstart --print-only

@@ -82,6 +82,8 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
         assert metrics["delta/test/acc"] == pytest.approx(metrics["test/acc"] - base.data.metrics["test/acc"])
         assert tags["baseline_run_id"] == base.info.run_id
         assert "val/acc" in metrics and "time/fit_s" in metrics and "train/loss" in metrics
+        for score in ("transfer/logme", "transfer/leep", "transfer/nce", "transfer/h_score", "similarity/mmd"):
+            assert score in metrics, score
         assert len(client.get_metric_history(run.info.run_id, "train/loss")) >= 1
         # pairing: the transfer run and its baseline trained on exactly the same examples
         own = json.loads(
@@ -101,7 +103,16 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "runs.json" in artifacts
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    for name in ("verdicts.md", "verdicts.csv", "verdicts.tex", "forest.png", "heatmap_finetune.png", "report.md"):
+    for name in (
+        "verdicts.md",
+        "verdicts.csv",
+        "verdicts.tex",
+        "forest.png",
+        "heatmap_finetune.png",
+        "report.md",
+        "scores.csv",
+        "scores_vs_delta.png",
+    ):
         assert f"report/{name}" in report, name
 
     # a second invocation trains nothing and reuses every FINISHED run, even across sweeps

@@ -10,8 +10,11 @@ class LinearProbe(TransferStrategy):
     """Train only a new classifier on the frozen source backbone (Kornblith et al., CVPR 2019).
 
     The backbone stays in eval mode for the whole run, so BatchNorm statistics and dropout behave exactly as at
-    feature-extraction time; only the classifier is in train mode.
+    feature-extraction time; only the classifier is in train mode. The harness therefore trains the classifier on
+    features computed once per example (``frozen_backbone``; ``trainer.feature_cache=false`` turns that off).
     """
+
+    frozen_backbone = True
 
     def param_groups(self, model: nn.Module) -> ParamGroups:
         model.requires_grad_(False)

@@ -1,0 +1,91 @@
+"""Rank candidate sources for one target without fine-tuning: ``python -m benchmark.rank --target digits``.
+
+For each source, the source model's frozen features on the target give transferability scores (LogME, LEEP, NCE,
+H-score) and, for sources with a pretraining dataset, domain-similarity scores (MMD, Fréchet distance, proxy
+A-distance); see ``benchmark.scoring``. Features and scores are cached per pair and shared with sweeps. The table
+is printed, and logged as an MLflow run (``role=rank``) with ``ranking.md``/``ranking.csv`` artifacts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark import tracking
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def rank_sources(target: str, sources: list[str], overrides: list[str], ctx) -> tuple[pd.DataFrame, list[str]]:
+    """Scores of every source on ``target``; returns the table (one row per source) and the skipped sources."""
+    from benchmark.job import source_weights_file
+    from benchmark.run import check_hub, compose_job
+    from benchmark.scoring import pair_scores
+
+    rows, skipped = [], []
+    for source in sources:
+        try:
+            job = compose_job([f"source={source}", f"target={target}", "strategy=linear_probe", *overrides])
+            hub = check_hub(source, {"kind": job.source.weights.kind, "tag": getattr(job.source.weights, "tag", "")},
+                            job.strategy)  # fmt: skip
+            if hub:
+                raise ValueError(hub[0])
+            t0 = time.perf_counter()
+            scores = pair_scores(job, ctx, source_weights_file(job, ctx))
+            rows.append({"source": source, "arch": job.source.arch, **scores, "seconds": time.perf_counter() - t0})
+        except Exception as exc:  # a source that cannot be scored is listed, not fatal
+            skipped.append(f"{source}: {' '.join(str(exc).split())[:300]}")
+    return pd.DataFrame(rows), skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmark.report import _frame_markdown
+    from benchmark.scoring import DIRECTION
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark.rank", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", required=True, help="a conf/target option, e.g. digits")
+    parser.add_argument("--sources", default=None, help="comma-separated conf/source options (default: all)")
+    parser.add_argument("--by", default="transfer/logme", choices=sorted(DIRECTION), help="score to rank by")
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--experiment", default="rank")
+    parser.add_argument("--cache-dir", default=None, help="default: .cache in the current directory")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. target.root=/data/x")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    from benchmark.job import Context
+
+    t0 = time.perf_counter()
+    sources = args.sources.split(",") if args.sources else sorted(p.stem for p in (CONF / "source").glob("*.yaml"))
+    uri = tracking.resolve_uri(args.tracking_uri, Path.cwd())
+    client = tracking.open_store(uri)
+    exp_id = tracking.ensure_experiment(client, args.experiment, Path.cwd() / "mlartifacts")
+    ctx = Context(client, exp_id, Path(args.cache_dir or Path.cwd() / ".cache").resolve())
+    table, skipped = rank_sources(args.target, sources, args.overrides, ctx)
+    if table.empty:
+        print("no source could be scored:\n  " + "\n  ".join(skipped))
+        return 1
+    table = table.sort_values(args.by, ascending=DIRECTION[args.by] < 0).reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    seconds = time.perf_counter() - t0
+    text = _frame_markdown(table.drop(columns=["time/scores_s"], errors="ignore"))
+    print(f"Sources ranked for target {args.target!r} by {args.by} (no fine-tuning; {seconds:.1f} s):\n\n{text}")
+    if skipped:
+        print("\nNot scored:\n  " + "\n  ".join(skipped))
+    run_id = tracking.create_run(client, exp_id, f"rank__{args.target}",
+                                 {"role": "rank", "target": args.target, "rank_by": args.by})  # fmt: skip
+    client.log_text(run_id, text + ("\n\nNot scored:\n" + "\n".join(skipped) if skipped else ""), "ranking.md")
+    client.log_text(run_id, table.to_csv(index=False), "ranking.csv")
+    metrics = {f"{r['source']}/{k}": r[k] for _, r in table.iterrows() for k in DIRECTION if k in r and pd.notna(r[k])}
+    tracking.log_metrics(client, run_id, {**metrics, "time/rank_s": seconds})
+    tracking.set_tags(client, run_id, {tracking.NOTE_TAG: f"Sources for `{args.target}` by `{args.by}`\n\n{text}"})
+    tracking.end_run(client, run_id)
+    print(f"\nlogged as MLflow run {run_id} in experiment {args.experiment!r} ({uri})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
