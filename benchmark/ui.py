@@ -53,7 +53,8 @@ def find_experiment(client: MlflowClient, name: str | None = None) -> Experiment
     """
     experiments = client.search_experiments()  # active ones
     if name is not None:
-        exp = next((e for e in experiments if e.name == name), None)
+        exp = client.get_experiment_by_name(name)
+        exp = exp if exp is not None and exp.lifecycle_stage == "active" else None
     else:
         newest = _sweeps(client, [e.experiment_id for e in experiments], max_results=1) if experiments else []
         exp = client.get_experiment(newest[0].info.experiment_id) if newest else None

@@ -58,8 +58,8 @@ def test_features_and_scores_are_computed_once_per_pair(ctx, extract_calls):
     features._MEMO.clear()  # a new process: the on-disk cache serves it
     execute(compose_job([*TINY, "strategy=linear_probe", "label_budget=5", "seed=2"]), ctx)
     assert len(extract_calls) == 5
-    run = tracking.find_finished(ctx.client, ctx.experiment_id,
-                                 compose_job([*TINY, "strategy=linear_probe", "label_budget=5", "seed=2"]).run_key)  # fmt: skip
+    key = compose_job([*TINY, "strategy=linear_probe", "label_budget=5", "seed=2"]).run_key
+    run = tracking.find_finished(ctx.client, ctx.experiment_id, key)
     for key in ("transfer/logme", "transfer/leep", "transfer/nce", "transfer/h_score", "similarity/mmd",
                 "similarity/frechet", "similarity/proxy_a_distance"):  # fmt: skip
         assert key in run.data.metrics, key
