@@ -84,8 +84,9 @@ class TransferModule(pl.LightningModule):
             decay = [p for p in group["params"] if p.ndim > 1]
             no_decay = [p for p in group["params"] if p.ndim <= 1]  # biases and norm scales: no weight decay
             scale = float(group.get("lr_scale", 1.0))
+            wd = float(group.get("weight_decay", opt.weight_decay))  # a strategy may turn decay off (L2-SP)
             groups += [
-                {"params": decay, "weight_decay": opt.weight_decay, "lr_scale": scale},
+                {"params": decay, "weight_decay": wd, "lr_scale": scale},
                 {"params": no_decay, "weight_decay": 0.0, "lr_scale": scale},
             ]
         groups = [g for g in groups if g["params"]]

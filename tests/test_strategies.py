@@ -135,3 +135,43 @@ def test_lp_ft_lowers_the_learning_rate_that_reaches_the_optimizer():
     first, second = probe.lrs[0], probe.lrs[1]
     assert first == pytest.approx(1e-2)
     assert second < 0.1 * first * 1.01  # fine-tuning phase: 0.1 x base rate x cosine factor
+
+
+def test_layerwise_rates_reach_the_optimizer():
+    """timm only records lr_scale; the harness must apply it: read the rates back from the optimizer."""
+    from benchmark.strategies.layerwise_lr import LayerwiseLr
+
+    rates: dict[str, float] = {}
+
+    class Read(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            names = {id(p): n for n, p in pl_module.model.named_parameters()}
+            for g in trainer.optimizers[0].param_groups:
+                for p in g["params"]:
+                    rates[names[id(p)]] = g["lr"]
+
+    model = build_model("test_resnet", 4, Preprocessing(32))
+    budget = Budget(epochs=1, min_steps=0, batch_size=48, optimization=Optimization(lr=1e-2, warmup_fraction=0.0))
+    fit_and_test(model, LayerwiseLr(0.5), _data(), _data(16), None, 4, budget, TrainerSettings(), seed=0,
+                 callbacks=[Read()])  # fmt: skip
+    head, stem = rates["fc.weight"], rates["conv1.0.weight"]
+    assert head == pytest.approx(1e-2)  # one step: cosine factor still 1
+    assert stem == pytest.approx(1e-2 * 0.5**5)  # 6 coarse groups: stem, layer1-4, head
+    assert rates["layer2.0.conv1.weight"] == pytest.approx(1e-2 * 0.5**3)
+
+
+def test_l2sp_pulls_towards_the_source_weights_not_zero():
+    from benchmark.strategies.l2sp import L2sp
+
+    model = build_model("test_resnet", 4, Preprocessing(32))
+    strategy = L2sp(alpha=1.0, beta=0.0)
+    strategy.setup(model)
+    assert float(strategy.regularizer(model)) == 0.0  # at the source weights: no penalty, however large they are
+    with torch.no_grad():
+        model.conv1[0].weight.add_(1.0)
+    expected = 0.5 * model.conv1[0].weight.numel()
+    assert float(strategy.regularizer(model)) == pytest.approx(expected)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    assert float(strategy.regularizer(model)) > 0  # zero weights are *not* the optimum of L2-SP
