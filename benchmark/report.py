@@ -720,9 +720,11 @@ def _summary_markdown(
                 f"{100 * reached['saved_steps'].median():.0f} %. The seed article claims 60–80 %."
             )
     if scores is not None and not scores.empty:
-        parts += ["", "**Transferability and similarity scores per pair** (computed before any fine-tuning)", "",
-                  _frame_markdown(scores)]  # fmt: skip
-    if corr is not None and not corr.empty:
+        parts += ["", "**Transferability and similarity scores per pair** (computed before any fine-tuning; "
+                  "similarity needs source images, so it is blank for hub and file sources)", "",
+                  _frame_markdown(scores).replace("| nan ", "| —   ")]  # fmt: skip
+    if corr is not None and not corr.empty and corr["kendall_tau"].notna().any():
+        corr = corr[corr["kendall_tau"].notna()]
         parts += ["", "**Did the scores predict the realised deltas?** Kendall's tau between each score (oriented: "
                   "higher transferability, lower distance) and the mean delta across pairs; 1 = perfect ranking.", "",
                   _frame_markdown(corr)]  # fmt: skip

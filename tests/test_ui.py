@@ -28,9 +28,11 @@ from benchmark import ui
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+# the small real sweep of tests/test_sweep.py, without transferability scores (not what this test looks at)
 SWEEP = ["source=synth_digits,shapes", "target=digits", "strategy=finetune,linear_probe", "label_budget=5", "seed=0,1",
          "source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
-         "budget.min_steps=6", "budget.batch_size=32", "tracking.experiment=ui"]  # fmt: skip
+         "budget.min_steps=6", "budget.batch_size=32", "tracking.experiment=ui",
+         "scores=false"]  # fmt: skip
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
        "DO_NOT_TRACK": "true"}  # fmt: skip
 ENV.pop("MLFLOW_TRACKING_URI", None)
@@ -275,6 +277,14 @@ def _names(page) -> set[str]:
     return {row.get(NAME_COL) for row in _grid(page)} - {None}
 
 
+def _wait_for_names(page, expected: set[str], timeout_s: float = 30) -> set[str]:
+    """The run names in the table once they equal ``expected`` (or whatever they are at the timeout)."""
+    deadline = time.time() + timeout_s
+    while (names := _names(page)) != expected and time.time() < deadline:
+        page.wait_for_timeout(250)
+    return names
+
+
 def _runs(served, role: str) -> list:
     client = served["client"]
     exp = client.get_experiment_by_name("ui")
@@ -288,10 +298,10 @@ def test_browser_runs_table_ranks_transfers_by_delta_with_verdicts(served, page,
     page.locator(".ag-row", has_text="synth_digits__digits__finetune__n5__s0").first.wait_for()
     for column in (VERDICT_COL, DELTA_COL):  # shown by the saved view, without touching "Columns"
         page.locator(f".ag-header-cell[col-id='{column}']").wait_for()
+    assert _wait_for_names(page, set(transfers)) == set(transfers), "exactly the transfer runs (no parent row)"
     page.wait_for_timeout(500)  # let the last cells paint before the screenshot
     page.screenshot(path=shots / "ui_runs_table.png")
     grid = _grid(page)
-    assert {row[NAME_COL] for row in grid} == set(transfers), "exactly the transfer runs (no parent row)"
     for row in grid:
         run = transfers[row[NAME_COL]]
         assert row[VERDICT_COL] == run.data.tags["verdict"] and row[VERDICT_COL] in VERDICTS
@@ -310,9 +320,8 @@ def test_browser_all_runs_nest_the_jobs_under_the_sweep(served, page, shots):
     assert not children & _names(page), "children are collapsed under their sweep"
     row.locator("[col-id='attributes.`Run Name`'] button").first.click()
     page.locator(".ag-row", has_text="synth_digits__digits__finetune__n5__s0").first.wait_for()
-    page.wait_for_timeout(500)
+    assert _wait_for_names(page, {parent.info.run_name} | children) == {parent.info.run_name} | children
     page.screenshot(path=shots / "ui_all_runs_expanded.png")
-    assert children <= _names(page)
 
 
 def test_browser_parent_run_page_renders_the_verdict_table(served, page, shots):
@@ -321,11 +330,11 @@ def test_browser_parent_run_page_renders_the_verdict_table(served, page, shots):
     assert parent.info.run_id in url
     page.goto(url)
     page.get_by_text(parent.info.run_name).first.wait_for()
-    page.get_by_text(f"Sweep {parent.data.tags['sweep_id']}").first.wait_for()  # the description has rendered
+    table = page.locator("table", has=page.locator("th", has_text="verdict")).first
+    table.wait_for(state="attached")  # the description's Markdown has rendered
     more = page.get_by_text("Show more", exact=True)
     if more.count():
         more.first.click()  # a long description is folded after a few lines
-    table = page.locator("table", has=page.locator("th", has_text="verdict")).first
     table.wait_for(state="visible")
     table.scroll_into_view_if_needed()
     page.wait_for_timeout(300)
