@@ -93,6 +93,7 @@ LONG = ["source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0,1"
         "budget.min_steps=0", "trainer.checkpoint_every_s=0.5"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_then_rerun_finishes_only_what_is_missing(tmp_path, store):
     proc = subprocess.Popen(sweep_cmd(tmp_path, store, LONG), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
@@ -193,6 +194,7 @@ def test_corrupt_images_are_skipped_or_rejected_by_path(tmp_path, store, policy)
         assert all_runs(store) == []
 
 
+@pytest.mark.slow
 def test_parallel_jobs_share_one_store(tmp_path, store):
     """4 worker processes write to one SQLite store at once: no lost run, one experiment, no lock errors."""
     args = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "source=synth_digits",

@@ -147,6 +147,7 @@ def test_cli_writes_tables_and_figures(store, tmp_path, capsys):
         main(["--experiment", "nope", "--tracking-uri", store])
 
 
+@pytest.mark.slow
 def test_aa_calibration(store, tmp_path):
     """A/A: a strategy identical to scratch (own init and batch order) must be inconclusive in >= 95% of cells."""
     from benchmark.job import Context, execute

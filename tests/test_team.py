@@ -83,6 +83,7 @@ def test_sweep_against_a_real_tracking_server(tmp_path, server):
     assert any((tmp_path / "served").rglob("verdicts.md"))
 
 
+@pytest.mark.slow
 def test_slurm_launcher_path_with_the_local_executor(tmp_path, store):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     extra = ["hydra/launcher=slurm_local", f"tracking.uri={store}", "seed=0,1"]
