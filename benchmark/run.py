@@ -152,6 +152,8 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         num_workers=int(t.num_workers),
         feature_cache=bool(t.get("feature_cache", True)),
         checkpoint_every_s=float(t.get("checkpoint_every_s", 60.0)),
+        channels_last=bool(t.get("channels_last", False)),
+        compile=bool(t.get("compile", False)),
     )
     resolved = {k: _resolved(cfg[k]) for k in cfg if k != "hydra"}
     params = tracking.flatten(resolved)

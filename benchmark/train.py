@@ -63,6 +63,8 @@ class TrainerSettings:
     benchmark: bool = False
     feature_cache: bool = True  # frozen-backbone strategies train their head on features computed once
     checkpoint_every_s: float = 60.0  # resumable checkpoint at most this often (seconds of training)
+    channels_last: bool = False  # NHWC layout for convolutions (GPU tensor cores)
+    compile: bool = False  # torch.compile the model
 
 
 @dataclass
@@ -145,7 +147,11 @@ def fit_and_test(
     """
     epochs, total_steps = budget.plan(len(train))
     strategy.setup(model)
+    if trainer.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     module = TransferModule(model, strategy, num_classes, budget.optimization, epochs, total_steps)
+    if trainer.compile:
+        module.model = torch.compile(model)
     logged_through = -1
     if checkpoint is not None and Path(checkpoint).is_file() and client is not None and run_id is not None:
         logged_through = max((m.step for m in client.get_metric_history(run_id, "train/loss")), default=-1)
