@@ -79,6 +79,9 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         if EXPERIMENT_KIND_TAG not in exp.tags:
             client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return exp.experiment_id
+    if artifact_root is None and sqlite_path(client.tracking_uri) is not None:
+        # MLflow's default would be ./mlruns relative to whatever the current directory is: keep them by the store
+        artifact_root = sqlite_path(client.tracking_uri).parent / "mlartifacts"
     location = (Path(artifact_root).resolve() / name).as_uri() if artifact_root else None
     try:
         return client.create_experiment(name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
