@@ -119,7 +119,7 @@ def adjust(summaries: Sequence[PairedSummary], alpha: float = 0.05, margin: floa
 
 
 def verdict(
-    mean: float, ci_low: float, ci_high: float, margin: float = 0.0, p: float = 0.0, alpha: float = 0.05
+    mean: float, ci_low: float, ci_high: float, margin: float = 0.0, p: float = math.nan, alpha: float = 0.05
 ) -> str:
     if math.isnan(ci_low) or math.isnan(ci_high):
         return INSUFFICIENT

@@ -47,3 +47,45 @@ def compose(overrides: list[str], tmp_path: Path | None = None):
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(proc, url: str, timeout_s: float = 90) -> None:
+    """Wait until an `mlflow server`/`mlflow ui` process answers /health; raise with its stderr if it died."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode()[-2000:]) from None
+            time.sleep(0.5)
+    stop(proc)
+    raise RuntimeError(f"{url} did not come up in {timeout_s:.0f} s")
+
+
+def stop(proc, grace_s: float = 20) -> None:
+    """End a server started with start_new_session=True: SIGTERM to its group, SIGKILL after ``grace_s``."""
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)

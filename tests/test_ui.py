@@ -11,16 +11,13 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, free_port, stop, wait_healthy
 from mlflow.tracking import MlflowClient
 
 from benchmark import ui
@@ -154,12 +151,6 @@ def test_serving_execs_mlflow_ui_and_warns_off_loopback(sweeps, store, monkeypat
 # A real sweep, a real `mlflow ui`, a real (headless) Chromium
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, _migrated_store):
     """A small real sweep in a fresh store, served by `mlflow ui` on loopback; yields the printed URLs and more."""
@@ -168,7 +159,7 @@ def served(tmp_path_factory, _migrated_store):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is missing: pip install -e '.[dev]'")
     tmp = tmp_path_factory.mktemp("ui")
     shutil.copy(_migrated_store, tmp / "mlflow.db")
-    uri, port = f"sqlite:///{tmp / 'mlflow.db'}", _free_port()
+    uri, port = f"sqlite:///{tmp / 'mlflow.db'}", free_port()
     # the store is migrated already, so the UI starts while the sweep trains
     server = subprocess.Popen([*ui.command(uri, "127.0.0.1", port), "--workers", "1"], env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
@@ -185,27 +176,10 @@ def served(tmp_path_factory, _migrated_store):
             cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert printed.returncode == 0, printed.stderr
-        _wait_healthy(server, f"http://127.0.0.1:{port}")
+        wait_healthy(server, f"http://127.0.0.1:{port}")
         yield {"uri": uri, "client": MlflowClient(uri), "printed": printed.stdout, "port": port}
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(3)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-
-
-def _wait_healthy(server: subprocess.Popen, url: str, timeout_s: float = 90) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
-                return
-        except OSError:
-            if server.poll() is not None:
-                raise RuntimeError(server.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.5)
-    raise RuntimeError(f"mlflow ui did not come up in {timeout_s:.0f} s")
+        stop(server, grace_s=3)
 
 
 @pytest.fixture(scope="module")
