@@ -12,6 +12,7 @@ Contracts (tested in ``tests/test_targets.py``):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -148,6 +149,13 @@ def label_subset(labels: np.ndarray, budget: int | None, seed: int, target_id: s
             )
         chosen.append(rng.choice(idx, size=budget, replace=False))
     return np.sort(np.concatenate(chosen))
+
+
+def unlabelled(images: ImageSet) -> ImageSet:
+    """The same images with every label replaced by -1: what a strategy that must not read labels receives."""
+    out = copy.copy(images)
+    out.labels = np.full(len(images), -1, dtype=np.int64)
+    return out
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch.utils.data import TensorDataset
 
 from benchmark import tracking
 from benchmark.callbacks import Diverged
-from benchmark.data import Splits, label_subset, seed_hash
+from benchmark.data import Splits, label_subset, seed_hash, unlabelled
 from benchmark.features import cached_split_features, file_digest
 from benchmark.sources.models import (
     FileWeights,
@@ -38,8 +38,9 @@ from benchmark.util import file_lock, stable_hash
 
 log = logging.getLogger(__name__)
 
-DELTA_METRICS = ("test/acc", "test/f1_macro", "test/ece", "test/loss")
-"""Metrics whose difference transfer − baseline is logged as ``delta/<metric>`` (for ece and loss, lower is better)."""
+DELTA_METRICS = ("test/acc", "test/f1_macro", "test/ece", "test/loss", "test/nmi", "test/ari", "test/auroc")
+"""Metrics whose difference transfer − baseline is logged as ``delta/<metric>`` (for ece and loss, lower is better;
+nmi, ari and auroc are the unsupervised strategies' scores)."""
 
 
 @dataclass
@@ -74,6 +75,7 @@ class JobSpec:
     params: dict[str, str] = field(default_factory=dict)
     config_yaml: str = ""
     baseline: JobSpec | None = None
+    reference: JobSpec | None = None  # a second comparison run (source_only for domain adaptation)
     scores: bool = True  # log the pair's transferability and similarity scores on transfer runs
 
     @property
@@ -118,6 +120,11 @@ class JobSpec:
         }
         if self.baseline_key:
             tags["baseline_key"] = self.baseline_key
+        if self.reference is not None:
+            tags["reference_key"] = self.reference.run_key
+            tags["reference_strategy"] = self.reference.strategy_id
+        if self.strategy.metric:
+            tags["metric"] = self.strategy.metric
         if ctx.sweep_id:
             tags["sweep_id"] = ctx.sweep_id
         return tags
@@ -129,6 +136,7 @@ class JobOutcome:
     reused: bool
     baseline_run_id: str | None = None
     baseline_reused: bool | None = None
+    reference_run_id: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     deltas: dict[str, float] = field(default_factory=dict)
 
@@ -151,11 +159,17 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
     baseline = None
     if job.baseline is not None:
         baseline = ensure_run(job.baseline, ctx)
+    reference = None
+    if job.reference is not None:
+        reference = execute(job.reference, ctx)  # a transfer job of its own: its baseline is this job's
     outcome = ensure_run(job, ctx)
     if baseline is not None:
         outcome.baseline_run_id = baseline.run_id
         outcome.baseline_reused = baseline.reused
         outcome.deltas = log_deltas(ctx.client, outcome.run_id, baseline.run_id)
+    if reference is not None:
+        outcome.reference_run_id = reference.run_id
+        outcome.deltas.update(log_deltas(ctx.client, outcome.run_id, reference.run_id, prefix="reference"))
     if job.scores and job.strategy.uses_pretrained and not job.is_baseline:
         log_scores(job, ctx, outcome.run_id)
     return outcome
@@ -253,31 +267,77 @@ def train_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) -> J
 
 def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | None = None) -> dict[str, float]:
     t_start = time.perf_counter()
+    strategy = job.strategy
     splits = load_splits(job.target_id, job.target, job.target_config)
     subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
-    # the exact examples, so a reader (and tests/test_sweep.py) can verify that a pair trained on the same data
-    ctx.client.log_dict(run_id, {"train_indices": subset.tolist()}, "data/train_indices.json")
     prep = job.source.preprocessing
     val, test = prep.apply(splits.val), prep.apply(splits.test)
+    source_train = None
+    if strategy.data == "adaptation":
+        # transductive: the source's labelled data and the target's training images, their labels replaced by -1
+        source_splits = adaptation_source(job, splits)
+        source_train = prep.apply(source_splits.train)
+        ctx.client.log_dict(
+            run_id,
+            {"unlabelled_target_indices": list(range(len(splits.train))), "source_train_examples": len(source_train)},
+            "data/train_indices.json",
+        )
+    else:
+        # the exact examples, so a reader (and tests/test_sweep.py) can verify that a pair trained on the same data
+        ctx.client.log_dict(run_id, {"train_indices": subset.tolist()}, "data/train_indices.json")
 
-    pl.seed_everything(seed_hash("model_init", job.seed, job.strategy.seed_salt) % 2**32, workers=True, verbose=False)
+    pl.seed_everything(seed_hash("model_init", job.seed, strategy.seed_salt) % 2**32, workers=True, verbose=False)
     model = build_model(job.source.arch, splits.num_classes, prep, **job.source.model_kwargs)
     loaded, weights_file = 0, None
-    if job.strategy.uses_pretrained:
+    if strategy.uses_pretrained:
         weights_file = source_weights_file(job, ctx)
         loaded = load_source_weights(model, job.source.weights, weights_file)
     extra: dict[str, float] = {}
+    pdata = pretraining_data(job, ctx, splits)
+    pre = strategy.pretrain(model, pdata) if pdata is not None else {}
+    if pre:
+        extra.update(pre)
+        tracking.log_metrics(ctx.client, run_id, pre)
+    if strategy.data == "none":
+        t0 = time.perf_counter()
+        metrics = strategy.evaluate(model, splits, subset, prep, job.seed)
+        metrics = {**metrics, "time/evaluate_s": time.perf_counter() - t0}
+        train_examples = len(subset)
+    else:
+        weights_id = pdata.key if pdata is not None else None
+        metrics, train_examples = _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id,
+                                       resume_checkpoint, source_train, extra, t_start)  # fmt: skip
+    metrics.update(
+        {
+            "data/train_examples": float(train_examples),
+            "data/val_examples": float(len(val)),
+            "data/test_examples": float(len(test)),
+            "weights/loaded_tensors": float(loaded),
+            "time/total_s": time.perf_counter() - t_start,
+            "model/params": float(sum(p.numel() for p in model.parameters())),
+            **extra,
+        }
+    )
+    metrics.setdefault("time/setup_s", metrics["time/total_s"])
+    return metrics
+
+
+def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id, resume_checkpoint,
+         source_train, extra, t_start):  # fmt: skip
+    prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
-    if job.strategy.frozen_backbone and job.strategy.uses_pretrained and job.trainer.feature_cache:
+    if job.strategy.frozen_backbone and weights_file_or_pretrain(job) and job.trainer.feature_cache:
         # the backbone is frozen and in eval mode: run it once per example and train the head on its features
         feats = cached_split_features(
-            feature_key(job, weights_file), ctx.cache_dir, model, prep.apply(splits.train), val, test
+            feature_key(job, weights_file, weights_id), ctx.cache_dir, model, prep.apply(splits.train), val, test
         )
         labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
         train = TensorDataset(feats.train[torch.from_numpy(subset)], labels["train"][torch.from_numpy(subset)])
         val, test = TensorDataset(feats.val, labels["val"]), TensorDataset(feats.test, labels["test"])
         fit_model, fit_strategy = model.get_classifier(), TransferStrategy()
-        extra = {"time/feature_extract_s": feats.seconds, "features/cached": 1.0}
+        extra.update({"time/feature_extract_s": feats.seconds, "features/cached": 1.0})
+    elif source_train is not None:
+        train = job.source.preprocessing.apply(unlabelled(splits.train))
     else:
         train = prep.apply(splits.train.subset(subset))
     setup_s = time.perf_counter() - t_start
@@ -297,21 +357,75 @@ def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | No
         run_id,
         order_salt=job.strategy.seed_salt,
         checkpoint=resume_checkpoint,
+        source_train=source_train,
     )
-    metrics = dict(result.metrics)
-    metrics.update(
+    return {**result.metrics, "time/setup_s": setup_s}, len(train)
+
+
+def weights_file_or_pretrain(job: JobSpec) -> bool:
+    """Whether the frozen backbone carries learned weights worth caching features of (source or self-supervised)."""
+    return job.strategy.uses_pretrained or job.strategy.pretrain_identity() is not None
+
+
+def pretraining_data(job: JobSpec, ctx: Context, splits: Splits):
+    """The unlabelled images and cache key a strategy's ``pretrain`` hook gets (built lazily, only if it asks)."""
+    from benchmark.strategies.base import Pretraining
+
+    ident = job.strategy.pretrain_identity()
+    if ident is None:
+        return None
+    images = splits.train
+    if ident.get("data") == "source":
+        images = adaptation_source(job, splits, check_classes=False).train
+    key = stable_hash(
         {
-            "data/train_examples": float(len(train)),
-            "data/val_examples": float(len(val)),
-            "data/test_examples": float(len(test)),
-            "weights/loaded_tensors": float(loaded),
-            "time/setup_s": setup_s,
-            "time/total_s": time.perf_counter() - t_start,
-            "model/params": float(sum(p.numel() for p in model.parameters())),
-            **extra,
+            "arch": job.source.arch,
+            "model_kwargs": job.source.model_kwargs,
+            "preprocessing": asdict(job.source.preprocessing),
+            "data": {"id": job.target_id, "config": job.target_config}
+            if ident.get("data") != "source"
+            else {"source": job.source.id, "config": getattr(job.source.weights, "dataset_config", None)},
+            "pretraining": ident,
+            "seed": job.seed,
         }
     )
-    return metrics
+    return Pretraining(job.source.preprocessing.apply(unlabelled(images)), job.seed, ctx.cache_dir, key,
+                       job.trainer.accelerator)  # fmt: skip
+
+
+def adaptation_source(job: JobSpec, target_splits: Splits | None = None, check_classes: bool = True) -> Splits:
+    """The labelled source data of a domain-adaptation job: the dataset the source was pretrained on, with the
+    target's classes in the same order."""
+    weights = job.source.weights
+    if not isinstance(weights, PretrainWeights):
+        raise ValueError(
+            f"strategy {job.strategy_id!r} needs the source's labelled data, but source {job.source.id!r} has "
+            f"weights.kind={weights.kind!r} (no dataset); use a source with weights.kind=pretrain, whose "
+            "weights.dataset is its labelled data (e.g. source=synth_digits)"
+        )
+    splits = load_splits(weights.dataset_id, weights.dataset, weights.dataset_config)
+    if check_classes and target_splits is not None and list(splits.classes) != list(target_splits.classes):
+        raise ValueError(
+            f"strategy {job.strategy_id!r} adapts source {job.source.id!r} (classes {list(splits.classes)[:12]}) to "
+            f"target {job.target_id!r} (classes {list(target_splits.classes)[:12]}): domain adaptation needs the "
+            "same classes in the same order; choose a source pretrained on the target's classes"
+        )
+    return splits
+
+
+def data_problems(job: JobSpec) -> list[str]:
+    """Preflight for what a job trains on: adaptation needs a labelled source dataset with the target's classes."""
+    problems = []
+    for j in (job, job.reference):
+        if j is None or (j.strategy.data != "adaptation" and (j.strategy.pretrain_identity() or {}).get("data")
+                         != "source"):  # fmt: skip
+            continue
+        try:
+            splits = load_splits(j.target_id, j.target, j.target_config) if not j.target.problems() else None
+            adaptation_source(j, splits, check_classes=j.strategy.data == "adaptation")
+        except Exception as exc:
+            problems.append(f"{type(exc).__name__}: {exc}")
+    return problems
 
 
 def source_weights_file(job: JobSpec, ctx: Context) -> Path | None:
@@ -330,10 +444,13 @@ def source_weights_file(job: JobSpec, ctx: Context) -> Path | None:
     return getattr(weights, "path", None)
 
 
-def feature_key(job: JobSpec, weights_file: Path | None) -> str:
-    """Content address of a pair's frozen features: architecture, preprocessing, weights, target."""
+def feature_key(job: JobSpec, weights_file: Path | None, weights_id: str | None = None) -> str:
+    """Content address of a pair's frozen features: architecture, preprocessing, weights, target. ``weights_id``
+    names weights the strategy trained itself (self-supervised pretraining)."""
     weights = job.source.weights
-    if isinstance(weights, PretrainWeights | FileWeights):
+    if weights_id is not None:
+        identity = weights_id
+    elif isinstance(weights, PretrainWeights | FileWeights):
         identity = file_digest(Path(weights_file))
     else:
         identity = getattr(weights, "tag", weights.kind)
@@ -348,25 +465,29 @@ def feature_key(job: JobSpec, weights_file: Path | None) -> str:
     )
 
 
-def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str) -> dict[str, float]:
+def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str, prefix: str = "baseline") -> dict[str, float]:
     """Log ``delta/<metric>`` = transfer − baseline on the transfer run, and link the baseline.
 
-    Idempotent: a reused pair whose deltas are already recorded against the same baseline is not logged again.
+    With ``prefix="reference"`` the comparison run is the strategy's reference (``source_only``): the metrics are
+    ``reference_delta/<metric>`` and ``reference/<metric>``, the link the ``reference_run_id`` tag.
+    Idempotent: a reused pair whose deltas are already recorded against the same run is not logged again.
     """
     run = client.get_run(run_id)
     base = client.get_run(baseline_run_id)
+    delta = "delta" if prefix == "baseline" else f"{prefix}_delta"
     values = {}
     for m in DELTA_METRICS:
         if m in run.data.metrics and m in base.data.metrics:
-            values[f"delta/{m}"] = run.data.metrics[m] - base.data.metrics[m]
-            values[f"baseline/{m}"] = base.data.metrics[m]
-    recorded = run.data.tags.get("baseline_run_id") == baseline_run_id
+            values[f"{delta}/{m}"] = run.data.metrics[m] - base.data.metrics[m]
+            values[f"{prefix}/{m}"] = base.data.metrics[m]
+    recorded = run.data.tags.get(f"{prefix}_run_id") == baseline_run_id
     if not (recorded and all(run.data.metrics.get(k) == v for k, v in values.items())):
         tracking.log_metrics(client, run_id, values)
-        tracking.set_tags(
-            client, run_id, {"baseline_run_id": baseline_run_id, tracking.NOTE_TAG: pairing_note(run, base, values)}
-        )
-    return {k: v for k, v in values.items() if k.startswith("delta/")}
+        tags = {f"{prefix}_run_id": baseline_run_id}
+        if prefix == "baseline":
+            tags[tracking.NOTE_TAG] = pairing_note(run, base, values)
+        tracking.set_tags(client, run_id, tags)
+    return {k: v for k, v in values.items() if k.startswith(f"{delta}/")}
 
 
 def pairing_note(run, base, values: dict[str, float], verdict: str | None = None) -> str:

@@ -66,6 +66,9 @@ class TransferModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.strategy = strategy
+        # strategy-owned trainable modules (a domain discriminator): registered here so that they move to the
+        # device, are saved in checkpoints and are optimised
+        self.extra = nn.ModuleDict(strategy.extra_modules(model, num_classes))
         self.optimization = optimization
         self.total_epochs = total_epochs
         self.total_steps = max(total_steps, 1)
@@ -89,6 +92,11 @@ class TransferModule(pl.LightningModule):
                 {"params": decay, "weight_decay": wd, "lr_scale": scale},
                 {"params": no_decay, "weight_decay": 0.0, "lr_scale": scale},
             ]
+        extra = [p for p in self.extra.parameters() if p.requires_grad]
+        groups += [
+            {"params": [p for p in extra if p.ndim > 1], "weight_decay": opt.weight_decay, "lr_scale": 1.0},
+            {"params": [p for p in extra if p.ndim <= 1], "weight_decay": 0.0, "lr_scale": 1.0},
+        ]
         groups = [g for g in groups if g["params"]]
         if opt.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=True)
@@ -115,15 +123,21 @@ class TransferModule(pl.LightningModule):
         for group in self._optimizer().param_groups:
             group["lr"] = self.optimization.lr * group["lr_scale"] * factor
 
+    @property
+    def progress(self) -> float:
+        """Training progress in [0, 1] (optimiser steps done / planned), for schedules such as DANN's."""
+        return min(1.0, self.global_step / self.total_steps)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        logits = self.model(x)
-        loss = F.cross_entropy(logits, y)
+        out = self.strategy.training_loss(self, batch)
+        loss, y = out.loss, out.labels
         extra = self.strategy.regularizer(self.model)
         if extra is not None:
             self.log("train/regularizer", extra.detach(), on_step=False, on_epoch=True)
             loss = loss + extra
-        self.train_acc(logits.detach(), y)
+        for name, value in out.logs.items():
+            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, batch_size=len(y))
+        self.train_acc(out.logits.detach(), y)
         self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
         return loss

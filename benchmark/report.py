@@ -123,7 +123,7 @@ def _sweep_run_ids(client: MlflowClient, exp_ids: list[str], sweep_id: str) -> s
         except Exception:
             continue
         for rec in records:
-            ids |= {rec[k] for k in ("run_id", "baseline_run_id") if rec.get(k)}
+            ids |= {rec[k] for k in ("run_id", "baseline_run_id", "reference_run_id") if rec.get(k)}
     return ids
 
 
@@ -139,10 +139,24 @@ def budget_order(value: str) -> float:
         return math.inf
 
 
+HIGHER_IS_BETTER = ("acc", "f1_macro", "nmi", "ari", "auroc")
+
+
 def summarize(
-    runs: pd.DataFrame, metric: str = "test/acc", alpha: float = 0.05, margin: float = 0.01, n_boot: int = 10_000
+    runs: pd.DataFrame,
+    metric: str = "test/acc",
+    alpha: float = 0.05,
+    margin: float = 0.01,
+    n_boot: int = 10_000,
+    against: str = "baseline",
 ) -> pd.DataFrame:
     """One row per cell with paired statistics, Holm-adjusted p-values and verdicts (see ``benchmark.stats``).
+
+    ``against="baseline"`` pairs every transfer run with its baseline (``baseline_key``: scratch, or the random-init
+    network of the unsupervised strategies); ``against="reference"`` pairs the runs that have a reference
+    (``reference_key``: domain adaptation against ``source_only``) with it, as a separate family for Holm.
+    A run tagged ``metric`` (clustering: ``test/nmi``) is compared on that metric instead of ``metric``; the
+    ``metric`` column says which.
 
     Columns: the cell keys, ``n`` (paired seeds), ``unpaired`` (transfer runs whose baseline is missing: shown,
     never dropped), ``transfer_mean``/``transfer_se``, ``scratch_mean``/``scratch_se``, ``delta``, ``se``,
@@ -152,17 +166,27 @@ def summarize(
     """
     if runs.empty or "tags.role" not in runs:
         return pd.DataFrame()
-    col = f"metrics.{metric}"
+    if against not in ("baseline", "reference"):
+        raise ValueError(f"against must be 'baseline' or 'reference', got {against!r}")
+    pair_tag = f"tags.{against}_key"
     transfer = runs[runs["tags.role"] == "transfer"]
-    baselines = runs[runs["tags.role"] == "baseline"].set_index("tags.run_key")
+    if pair_tag not in transfer:
+        return pd.DataFrame()
+    transfer = transfer[transfer[pair_tag].notna()] if against == "reference" else transfer
+    partner_role = "baseline" if against == "baseline" else "transfer"
+    baselines = runs[runs["tags.role"] == partner_role].set_index("tags.run_key")
     rows, summaries = [], []
     for key, group in transfer.groupby([f"tags.{c}" for c in CELL], sort=False):
         group = group.sort_values("tags.seed", key=lambda s: s.astype(int))
+        cell_metric = metric
+        if "tags.metric" in group and group["tags.metric"].notna().any():
+            cell_metric = str(group["tags.metric"].dropna().iloc[0])
+        col = f"metrics.{cell_metric}"
         t_vals, b_vals, deltas, seeds = [], [], [], []
         unpaired = 0
         for _, run in group.iterrows():
             value = run.get(col, math.nan)
-            base = baselines.loc[run["tags.baseline_key"]] if run.get("tags.baseline_key") in baselines.index else None
+            base = baselines.loc[run[pair_tag]] if run.get(pair_tag) in baselines.index else None
             t_vals.append(value)
             if base is None or pd.isna(base.get(col, math.nan)) or pd.isna(value):
                 unpaired += 1
@@ -175,6 +199,7 @@ def summarize(
         rows.append(
             {
                 **dict(zip(CELL, key, strict=True)),
+                "metric": cell_metric,
                 "n": s.n,
                 "unpaired": unpaired,
                 "transfer_mean": _mean(t_vals),
@@ -196,8 +221,10 @@ def summarize(
     for row, s in zip(rows, adjust(summaries, alpha=alpha, margin=margin), strict=True):
         row["p_holm"] = s.p_adjusted
         row["verdict"] = s.verdict
-        row["nt_gap"] = -row["delta"] if metric.endswith(("acc", "f1_macro")) else row["delta"]
+        row["nt_gap"] = -row["delta"] if row["metric"].endswith(HIGHER_IS_BETTER) else row["delta"]
     df = pd.DataFrame(rows)
+    if df.empty:
+        return df
     df["_b"] = df["label_budget"].map(budget_order)
     return df.sort_values(["source", "target", "strategy", "_b"]).drop(columns="_b").reset_index(drop=True)
 
@@ -222,8 +249,11 @@ def _pm(mean: float, se: float) -> str:
     return f"{mean:.3f}" if pd.isna(se) else f"{mean:.3f} ± {se:.3f}"
 
 
-def table_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
+def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = "scratch") -> list[dict[str, str]]:
+    """Display rows of ``summarize``'s cells; a ``metric`` column appears when some cell is not on ``metric``;
+    ``reference`` names the compared column (``scratch``, or ``source_only`` for the reference table)."""
     rows = []
+    show_metric = "metric" in cells and (cells["metric"] != (metric or "test/acc")).any()
     for _, c in cells.iterrows():
         ci = "—" if pd.isna(c.ci_low) else f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
         rows.append(
@@ -232,9 +262,10 @@ def table_rows(cells: pd.DataFrame) -> list[dict[str, str]]:
                 "target": c.target,
                 "strategy": c.strategy,
                 "labels/class": c.label_budget,
+                **({"metric": c.metric} if show_metric else {}),
                 "seeds": str(c.n) + (f" (+{c.unpaired} unpaired)" if c.unpaired else ""),
                 "transfer": _pm(c.transfer_mean, c.transfer_se),
-                "scratch": _pm(c.scratch_mean, c.scratch_se),
+                reference: _pm(c.scratch_mean, c.scratch_se),
                 "delta": "—" if pd.isna(c.delta) else f"{c.delta:+.3f}",
                 "95% CI": ci,
                 "p (Holm)": "—" if pd.isna(c.p_holm) else f"{c.p_holm:.2g}",
@@ -617,6 +648,7 @@ class Report:
     files: list[Path] = field(default_factory=list)
     markdown: str = ""
     headline: dict[str, float] = field(default_factory=dict)
+    reference_cells: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def build_report(
@@ -633,11 +665,21 @@ def build_report(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = summarize(runs, metric, alpha, margin, n_boot)
-    rows = table_rows(cells)
+    rows = table_rows(cells, metric)
     files = []
     md = markdown_table(rows)
     (out / "verdicts.md").write_text(md + "\n")
-    pd.DataFrame(rows, columns=TABLE_COLUMNS).to_csv(out / "verdicts.csv", index=False)
+    pd.DataFrame(rows, columns=list(rows[0]) if rows else TABLE_COLUMNS).to_csv(out / "verdicts.csv", index=False)
+    ref_cells = summarize(runs, metric, alpha, margin, n_boot, against="reference")
+    ref_md = None
+    if not ref_cells.empty:
+        reference = str(runs["tags.reference_strategy"].dropna().iloc[0])
+        ref_rows = table_rows(ref_cells, metric, reference=reference)
+        ref_md = markdown_table(ref_rows)
+        (out / "verdicts_vs_reference.md").write_text(ref_md + "\n")
+        pd.DataFrame(ref_rows).to_csv(out / "verdicts_vs_reference.csv", index=False)
+        ref_cells.drop(columns=["run_ids"]).to_csv(out / "cells_vs_reference.csv", index=False)
+        files += [out / "verdicts_vs_reference.md", out / "verdicts_vs_reference.csv"]
     if not cells.empty:
         cells.drop(columns=["run_ids"]).to_csv(out / "cells.csv", index=False)
     (out / "verdicts.tex").write_text(latex_table(rows, title))
@@ -679,11 +721,14 @@ def build_report(
             if eff["reached"].any():
                 headline["report/time_saved_median"] = float(eff.loc[eff["reached"], "saved_time"].median())
                 headline["report/steps_saved_median"] = float(eff.loc[eff["reached"], "saved_steps"].median())
-    markdown = _summary_markdown(title, md, eff, metric, alpha, margin, scores, corr)
+    if ref_md is not None:
+        for v in (POSITIVE, NEGATIVE, "inconclusive", INSUFFICIENT):
+            headline[f"report/reference_cells_{v.replace(' ', '_')}"] = float((ref_cells["verdict"] == v).sum())
+    markdown = _summary_markdown(title, md, eff, metric, alpha, margin, scores, corr, ref_md)
     (out / "report.md").write_text(markdown)
     files.append(out / "report.md")
     (out / "headline.json").write_text(json.dumps(headline, indent=1))
-    return Report(cells, eff, files, markdown, headline)
+    return Report(cells, eff, files, markdown, headline, ref_cells)
 
 
 def _frame_markdown(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
@@ -696,17 +741,23 @@ def _frame_markdown(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
 
 def _summary_markdown(
     title: str, table: str, eff: pd.DataFrame, metric: str, alpha: float, margin: float,
-    scores: pd.DataFrame | None = None, corr: pd.DataFrame | None = None,
+    scores: pd.DataFrame | None = None, corr: pd.DataFrame | None = None, reference_table: str | None = None,
 ) -> str:  # fmt: skip
+    other = " (or the baseline on the metric a row names)" if "| metric " in table else ""
     parts = [
         f"### {title}",
         "",
-        f"Delta = `{metric}`(transfer) − `{metric}`(scratch), paired by seed. {100 * (1 - alpha):.0f}% Student-t "
+        f"Delta = `{metric}`(transfer) − `{metric}`(scratch){other}, paired by seed. "
+        f"{100 * (1 - alpha):.0f}% Student-t "
         f"interval over seeds; p = paired t-test, Holm-adjusted across the {table.count(chr(10)) - 1} cells. "
         f"Positive/negative: adjusted p < {alpha:g}, interval excludes 0 and |mean| > margin ({margin:g}).",
         "",
         table,
     ]
+    if reference_table is not None:
+        parts += ["", "**Adaptation versus its reference** (delta = adapted − reference on the same seed, source "
+                  "batches, initial weights and budget; its own Holm family): a negative verdict is negative transfer "
+                  "of the adaptation itself.", "", reference_table]  # fmt: skip
     if not eff.empty:
         reached = eff[eff["reached"]]
         parts += ["", "**Training time to reach the scratch baseline's final val/acc**", ""]

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from benchmark import sweep, tracking
 from benchmark.data import Preprocessing
-from benchmark.job import Context, JobSpec, execute, set_threads, write_record
+from benchmark.job import Context, JobSpec, data_problems, execute, set_threads, write_record
 from benchmark.module import Optimization
 from benchmark.sources.models import (
     FileWeights,
@@ -168,42 +168,56 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         selection=str(cfg.selection),
         scores=bool(cfg.get("scores", True)),
     )
-    scratch_cfg = OmegaConf.load(CONF_DIR / "strategy" / "scratch.yaml")
-    baseline_key = stable_hash(run_identity(cfg, choices, "scratch", scratch_cfg, pretrained=False))
+    base_id = strategy.baseline
+    base_cfg = _strategy_config(base_id, f"the baseline of strategy {strategy_id!r}")
+    baseline_key = stable_hash(run_identity(cfg, choices, base_id, base_cfg, pretrained=False))
     key = stable_hash(run_identity(cfg, choices, strategy_id, cfg.strategy, pretrained=strategy.uses_pretrained))
+    job = JobSpec(
+        source=source,
+        strategy_id=strategy_id,
+        strategy=strategy,
+        run_key=key,
+        baseline_key=None,
+        params=params,
+        config_yaml=OmegaConf.to_yaml(resolved),
+        **common,
+    )
     if strategy.role == "baseline":
-        return JobSpec(
-            source=source,
-            strategy_id=strategy_id,
-            strategy=strategy,
-            run_key=key,
-            baseline_key=None,
-            params=params,
-            config_yaml=OmegaConf.to_yaml(resolved),
-            **common,
-        )
+        return job
+    base_strategy = instantiate(base_cfg)
+    if base_strategy.role != "baseline" or base_strategy.uses_pretrained:
+        raise ValueError(f"strategy {strategy_id!r} names {base_id!r} as its baseline, which is not a baseline")
     base_params = {k: v for k, v in params.items() if not k.startswith(("strategy/", "source/weights"))}
-    base_params.update(tracking.flatten({"strategy": _resolved(scratch_cfg)}))
-    baseline = JobSpec(
+    base_params.update(tracking.flatten({"strategy": _resolved(base_cfg)}))
+    job.baseline = JobSpec(
         source=replace(source, weights=NoWeights()),
-        strategy_id="scratch",
-        strategy=instantiate(scratch_cfg),
+        strategy_id=base_id,
+        strategy=base_strategy,
         run_key=baseline_key,
         baseline_key=None,
         params=base_params,
         **common,
     )
-    return JobSpec(
-        source=source,
-        strategy_id=strategy_id,
-        strategy=strategy,
-        run_key=key,
-        baseline_key=baseline_key,
-        params=params,
-        config_yaml=OmegaConf.to_yaml(resolved),
-        baseline=baseline,
-        **common,
-    )
+    job.baseline_key = baseline_key
+    if strategy.reference:
+        # the reference (e.g. source_only for domain adaptation) is a transfer job of its own, with the same baseline
+        ref_id = strategy.reference
+        ref_cfg = _strategy_config(ref_id, f"the reference of strategy {strategy_id!r}")
+        ref_strategy = instantiate(ref_cfg)
+        ref_params = {k: v for k, v in params.items() if not k.startswith("strategy/")}
+        ref_params.update(tracking.flatten({"strategy": _resolved(ref_cfg)}))
+        ref_key = stable_hash(run_identity(cfg, choices, ref_id, ref_cfg, pretrained=ref_strategy.uses_pretrained))
+        job.reference = replace(job, strategy_id=ref_id, strategy=ref_strategy, run_key=ref_key, params=ref_params,
+                                config_yaml="", reference=None)  # fmt: skip
+    return job
+
+
+def _strategy_config(strategy_id: str, role: str) -> DictConfig:
+    path = CONF_DIR / "strategy" / f"{strategy_id}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"{role} is strategy {strategy_id!r}, which does not exist; strategies: {known}")
+    return OmegaConf.load(path)
 
 
 def compose_job(overrides: list[str]) -> JobSpec:
@@ -259,7 +273,8 @@ def run_job(cfg: DictConfig) -> float | None:
         ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, tracking.git_sha(root))
         outcome = execute(job, ctx)
         record.update(status="ok", run_id=outcome.run_id, reused=outcome.reused,
-                      baseline_run_id=outcome.baseline_run_id, baseline_reused=outcome.baseline_reused)  # fmt: skip
+                      baseline_run_id=outcome.baseline_run_id, baseline_reused=outcome.baseline_reused,
+                      reference_run_id=outcome.reference_run_id)  # fmt: skip
     except BaseException as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
         raise
@@ -346,7 +361,7 @@ def _describe(exc: BaseException) -> str:
 def _job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     """Independent checks of one composed job, so that one bad value does not hide another."""
     checks = [
-        lambda: build_job(cfg, choices) and [],
+        lambda: data_problems(build_job(cfg, choices)),
         lambda: check_data(
             choices["target"], instantiate(cfg.target), _raw(cfg.target),
             None if cfg.label_budget is None else int(cfg.label_budget),

@@ -129,7 +129,7 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
     records = [json.loads(p.read_text()) for p in sorted((Path(fresh.sweep_dir) / JOBS_DIR).glob("*.json"))]
     failed = [r for r in records if r.get("status") != "ok"]
     ok = [r for r in records if r.get("status") == "ok"]
-    ids = sorted({r[k] for r in ok for k in ("run_id", "baseline_run_id") if r.get(k)})
+    ids = sorted({r[k] for r in ok for k in ("run_id", "baseline_run_id", "reference_run_id") if r.get(k)})
     runs = runs_frame([client.get_run(i) for i in ids])
     run = fresh.parent_run_id
     n_reused = sum(1 for r in ok if r.get("reused"))
@@ -149,6 +149,9 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
             ci = tags.get("verdict_ci95", "")
             note += f"\n\nCell verdict (sweep {fresh.sweep_id}, over {cell.n} seeds): **{cell.verdict}** {ci}"
             tracking.set_tags(client, run_id, {**tags, tracking.NOTE_TAG: note})
+    for _, cell in report.reference_cells.iterrows():
+        for run_id in cell.run_ids:
+            tracking.set_tags(client, run_id, {"verdict_vs_reference": cell.verdict})
     failed_txt = ""
     if failed:
         failed_txt = "\n**Failed jobs**\n\n" + "\n".join(f"- `{r.get('name')}`: {r.get('error', '')}" for r in failed)

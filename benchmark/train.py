@@ -95,6 +95,30 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
+class EpochDraw(Sampler[int]):
+    """``length`` indices into a dataset of ``n`` examples per epoch: consecutive permutations drawn from (seed,
+    salt, epoch, k), cut at ``length``. Pairs every target batch of an adaptation epoch with a source batch, whatever
+    the sizes of the two sets; like ``EpochShuffle`` it depends only on the epoch, so a resumed run repeats it."""
+
+    def __init__(self, n: int, length: int, seed: int, salt: str = ""):
+        if n < 1:
+            raise ValueError("the source set is empty")
+        self.n, self.length, self.seed, self.salt, self.epoch = n, length, seed, salt, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        out: list[int] = []
+        for k in range(math.ceil(self.length / self.n)):
+            g = torch.Generator().manual_seed(seed_hash("source_order", self.seed, self.salt, self.epoch, k))
+            out += torch.randperm(self.n, generator=g).tolist()
+        return iter(out[: self.length])
+
+
 class InMemoryBatches(TensorDataset):
     """A TensorDataset fetched a whole batch at a time (one indexing op per tensor instead of a Python call and a
     collate per example)."""
@@ -109,13 +133,21 @@ def _as_is(batch):
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0, salt: str = ""
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    salt: str = "",
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     batched = isinstance(dataset, TensorDataset)
+    if sampler is None and shuffle:
+        sampler = EpochShuffle(len(dataset), seed, salt)
     return DataLoader(
         InMemoryBatches(*dataset.tensors) if batched else dataset,
         batch_size=batch_size,
-        sampler=EpochShuffle(len(dataset), seed, salt) if shuffle else None,
+        sampler=sampler,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         collate_fn=_as_is if batched else None,
@@ -138,12 +170,16 @@ def fit_and_test(
     callbacks: list[pl.Callback] | None = None,
     order_salt: str = "",
     checkpoint: Path | None = None,
+    source_train: Dataset | None = None,
 ) -> FitResult:
     """Train ``model`` with ``strategy`` under ``budget``; evaluate on ``test`` with the selected weights.
 
     The data order depends only on ``seed`` (not on the strategy), so a pair's runs see the same batches.
     With ``checkpoint``, a resumable checkpoint is written there during training; if the file already exists the
     fit resumes from it (model, optimizer, epoch, selection state and elapsed time).
+    With ``source_train`` (domain adaptation), ``train`` holds the target's unlabelled images and every batch is
+    ``{"source": (x, y), "target": (x, -1)}``: one pass over ``train`` per epoch, a source batch of the same size
+    drawn alongside (``EpochDraw``).
     """
     epochs, total_steps = budget.plan(len(train))
     strategy.setup(model)
@@ -181,6 +217,12 @@ def fit_and_test(
         ],
     )
     train_loader = make_loader(train, budget.batch_size, True, seed, trainer.num_workers, order_salt)
+    if source_train is not None:
+        from pytorch_lightning.utilities import CombinedLoader
+
+        draw = EpochDraw(len(source_train), len(train), seed, order_salt)
+        source_loader = make_loader(source_train, budget.batch_size, True, seed, trainer.num_workers, sampler=draw)
+        train_loader = CombinedLoader({"source": source_loader, "target": train_loader}, mode="min_size")
     val_loader = make_loader(val, 512, False, seed, trainer.num_workers)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -9,9 +9,12 @@ checks, for every strategy in ``conf/strategy``, that exactly the parameters lef
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -19,6 +22,29 @@ from benchmark.sources.models import classifier_prefixes
 
 ParamGroups = list[dict[str, Any]]
 """Optimizer groups: ``{"params": [...], "lr_scale": float}``; the module multiplies the base learning rate."""
+
+
+@dataclass
+class StepOutput:
+    """What a strategy's ``training_loss`` returns for one batch: the loss to minimise, the classifier's logits and
+    labels of the labelled examples (for ``train/acc``), and extra scalars logged per epoch as ``train/<name>``."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Pretraining:
+    """What a strategy's ``pretrain`` hook needs: unlabelled images (already preprocessed; their labels are -1),
+    the job's seed, a cache directory and a content key of everything that determines the result."""
+
+    images: Any  # torch Dataset yielding (x, -1)
+    seed: int
+    cache_dir: Path
+    key: str
+    accelerator: str = "cpu"
 
 
 class TransferStrategy:
@@ -38,6 +64,19 @@ class TransferStrategy:
     frozen_backbone: bool = False
     """True when only the classifier trains and the backbone stays in eval mode for the whole run: the harness then
     runs the backbone once per example and trains the classifier on cached features (``trainer.feature_cache``)."""
+    data: str = "labelled"
+    """What the run trains on: ``labelled`` (the target's labelled subset), ``adaptation`` (the source's labelled
+    data plus the target's training images without their labels: domain adaptation) or ``none`` (evaluation only,
+    ``evaluate`` replaces training)."""
+    baseline: str = "scratch"
+    """Strategy id of the matched baseline every run of this strategy is compared with (``conf/strategy/<id>.yaml``,
+    a strategy with ``role = "baseline"``)."""
+    reference: str | None = None
+    """Strategy id of a second comparison (domain adaptation is also compared with ``source_only``): logged as
+    ``reference_delta/<metric>`` and summarised in its own verdict table."""
+    metric: str | None = None
+    """The metric the verdict is computed on when it is not the sweep's ``verdict.metric`` (``test/nmi`` for
+    clustering, which has no accuracy)."""
 
     def setup(self, model: nn.Module) -> None:
         """Called once after the source weights are loaded, before the optimizer is built."""
@@ -56,6 +95,32 @@ class TransferStrategy:
     def regularizer(self, model: nn.Module) -> torch.Tensor | None:
         """An extra loss term added to the task loss (e.g. L2-SP); None for none."""
         return None
+
+    def extra_modules(self, model: nn.Module, num_classes: int) -> dict[str, nn.Module]:
+        """Trainable modules besides the model (a domain discriminator); the LightningModule registers them (so they
+        move to the device, are checkpointed and are optimised at the base learning rate)."""
+        return {}
+
+    def training_loss(self, module: Any, batch: Any) -> StepOutput:
+        """The loss of one training batch; ``module`` is the ``TransferModule`` (``module.model``, ``module.extra``,
+        ``module.progress`` in [0, 1]). Default: cross-entropy on a labelled batch ``(x, y)``."""
+        x, y = batch
+        logits = module.model(x)
+        return StepOutput(F.cross_entropy(logits, y), logits, y)
+
+    def pretrain_identity(self) -> dict[str, Any] | None:
+        """Everything that determines this strategy's own pretraining (None: it has none). With ``"data":
+        "source"`` the images are the source's dataset, otherwise the target's training images (labels never)."""
+        return None
+
+    def pretrain(self, model: nn.Module, data: Pretraining) -> dict[str, float]:
+        """Called after the source weights are loaded and before training: self-supervised strategies train the
+        backbone on unlabelled images here (cached under ``data.key``). Returns metrics for the run."""
+        return {}
+
+    def evaluate(self, model: nn.Module, splits: Any, train_indices: Any, prep: Any, seed: int) -> dict[str, float]:
+        """Evaluation-only strategies (``data = "none"``): score the model without training; returns test metrics."""
+        raise NotImplementedError(f"{type(self).__name__} trains; only data='none' strategies evaluate directly")
 
     def describe(self) -> dict[str, Any]:
         """The strategy's settings, for the run description."""
