@@ -424,8 +424,8 @@ def data_problems(job: JobSpec) -> list[str]:
             splits = load_splits(j.target_id, j.target, j.target_config) if not j.target.problems() else None
             adaptation_source(j, splits, check_classes=j.strategy.data == "adaptation")
         except Exception as exc:
-            problems.append(f"{type(exc).__name__}: {exc}")
-    return problems
+            problems.append(f"{type(exc).__name__}: {exc}".replace(f"{j.strategy_id!r}", f"{job.strategy_id!r}"))
+    return list(dict.fromkeys(problems))
 
 
 def source_weights_file(job: JobSpec, ctx: Context) -> Path | None:

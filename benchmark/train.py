@@ -182,6 +182,9 @@ def fit_and_test(
     drawn alongside (``EpochDraw``).
     """
     epochs, total_steps = budget.plan(len(train))
+    # everything random from here on (a strategy's extra modules, dropout) depends only on the seed, never on what
+    # ran before in this process (a source pretrained now rather than read from the cache)
+    torch.manual_seed(seed_hash("fit", seed, order_salt) % 2**63)
     strategy.setup(model)
     if trainer.channels_last:
         model = model.to(memory_format=torch.channels_last)
