@@ -498,7 +498,7 @@ def pairing_note(run, base, values: dict[str, float], verdict: str | None = None
         f"**{t.get('strategy')}** from source **{t.get('source')}** to **{t.get('target')}**, "
         f"{t.get('label_budget')} labels/class, seed {t.get('seed')}.",
         "",
-        f"Paired with the from-scratch baseline [{base.info.run_name}]({link}) (`baseline_key` "
+        f"Paired with the {_baseline_words(base)} [{base.info.run_name}]({link}) (`baseline_key` "
         f"`{t.get('baseline_key')}`): same split, label subset, seed, preprocessing and training budget.",
         "",
         "| metric | transfer | scratch | delta |",
@@ -513,6 +513,11 @@ def pairing_note(run, base, values: dict[str, float], verdict: str | None = None
     if verdict:
         lines += ["", f"Cell verdict (over seeds, see the sweep's parent run): **{verdict}**"]
     return "\n".join(lines)
+
+
+def _baseline_words(base) -> str:
+    strategy = base.data.tags.get("strategy", "scratch")
+    return "from-scratch baseline" if strategy == "scratch" else f"baseline `{strategy}` (random initialisation)"
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:

@@ -35,7 +35,14 @@ VIEW_KEY = "transfer-verdicts"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 VIEW_NAME = "Transfer verdicts"
 TRANSFER_FILTER = "tags.role = 'transfer'"
-_COLUMNS = ["tags.`verdict`", "metrics.`delta/test/acc`", "metrics.`test/acc`", "metrics.`baseline/test/acc`"]
+_COLUMNS = [
+    "tags.`verdict`",
+    "metrics.`delta/test/acc`",
+    "metrics.`test/acc`",
+    "metrics.`baseline/test/acc`",
+    "tags.`verdict_vs_reference`",
+    "metrics.`reference_delta/test/acc`",
+]  # domain adaptation vs source_only
 VIEW_STATE = {  # the UI's own keys: search facets plus the runs table's column state (ag-grid column ids)
     "searchFilter": TRANSFER_FILTER,
     "orderByKey": "metrics.`delta/test/acc`",

@@ -188,3 +188,29 @@ def test_anomaly_auroc_equals_sklearn_for_one_held_out_class():
     d, _ = NearestNeighbors(n_neighbors=3).fit(x[labels != 2]).kneighbors(x)
     assert got["test/auroc_pixels"] == pytest.approx(roc_auc_score(labels == 2, d.mean(1)))
     assert got["test/auroc_pixels"] > 0.9
+
+
+def test_new_strategies_sweep_next_to_the_core_ones(tmp_path, store):
+    """One CLI multirun: fine-tune, domain adaptation (with its reference) and clustering, each with its verdict."""
+    from test_sweep import run_sweep
+
+    args = ["source=synth_digits", *SMALL_TARGET, "strategy=finetune,dann,cluster", "label_budget=5", "seed=0,1",
+            "scores=false"]  # fmt: skip
+    out = run_sweep(tmp_path, store, args)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Adaptation versus its reference" in out.stdout and "| metric " in out.stdout
+    client = tracking.open_store(store)
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=200)
+    by = {}
+    for r in runs:
+        by.setdefault(r.data.tags.get("strategy"), []).append(r)
+    assert {"finetune", "dann", "source_only", "cluster", "cluster_random", "scratch"} <= set(by)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for r in by["dann"]:
+        assert r.data.tags["verdict_vs_reference"] and r.data.tags["verdict"]
+        assert "reference_delta/test/acc" in r.data.metrics
+    for r in by["cluster"]:
+        assert r.data.tags["verdict"] and "delta/test/nmi" in r.data.metrics
+    (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    assert "source_only" in parent.data.tags["mlflow.note.content"]
