@@ -49,8 +49,9 @@ class SimCLRModule(pl.LightningModule):
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0]
         with torch.no_grad():
-            v1 = simclr_augment(x.cpu(), self.generator, **self.augment).to(x.device)
-            v2 = simclr_augment(x.cpu(), self.generator, **self.augment).to(x.device)
+            # random numbers come from a CPU generator (reproducible on any device), the views are built on x's device
+            v1 = simclr_augment(x, self.generator, **self.augment)
+            v2 = simclr_augment(x, self.generator, **self.augment)
         loss = nt_xent_loss(self._embed(v1), self._embed(v2), self.temperature)
         self._sum += float(loss.detach()) * len(x)
         self._n += len(x)
