@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from benchmark.callbacks import DivergenceGuard, EpochCheckpoint, EpochLogger, ModelSelection
-from benchmark.data import seed_hash
+from benchmark.data import EpochShuffle
 from benchmark.module import Optimization, TransferModule
 from benchmark.strategies.base import TransferStrategy
 
@@ -75,25 +75,6 @@ class FitResult:
     selected_epoch: int
     epochs: int
     total_steps: int
-
-
-class EpochShuffle(Sampler[int]):
-    """A permutation per epoch drawn from (seed, salt, epoch): the order of epoch k does not depend on how many
-    epochs ran in this process, so a run resumed from a checkpoint sees exactly the batches it would have seen.
-    Lightning calls ``set_epoch`` before every epoch."""
-
-    def __init__(self, n: int, seed: int, salt: str = ""):
-        self.n, self.seed, self.salt, self.epoch = n, seed, salt, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(seed_hash("loader_order", self.seed, self.salt, self.epoch))
-        return iter(torch.randperm(self.n, generator=g).tolist())
 
 
 class InMemoryBatches(TensorDataset):
