@@ -53,7 +53,7 @@ class TransferModule(pl.LightningModule):
     ``lr_scale`` mid-run (LP-FT) and the change really reaches the optimizer.
     Metrics are logged per epoch under ``train/``, ``val/`` and ``test/``. Training metrics are summed in plain
     tensors and handed to Lightning once, on an epoch's last batch: ``self.log`` and a torchmetrics update on every
-    step cost about 2.5 ms a step on a 2-core CPU, for the same epoch means.
+    step cost 1-2 ms a step on a 2-core CPU, for the same epoch means.
     """
 
     def __init__(

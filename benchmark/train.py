@@ -191,10 +191,11 @@ def fit_and_test(
 
 def in_memory_features(train: Dataset, val: Dataset, test: Dataset | None, trainer: TrainerSettings) -> bool:
     """True when every split is an in-memory tensor of feature vectors (cached frozen features) and the numerics are
-    plain fp32 on the CPU: such a fit runs in ``fit_in_memory``, without Lightning."""
+    plain fp32 on the CPU: such a fit runs in ``fit_in_memory``, without Lightning. (``trainer.deterministic`` needs
+    nothing there: linear layers, cross-entropy and AdamW on the CPU are deterministic.)"""
     splits = [train, val] + ([test] if test is not None else [])
     return (
-        all(isinstance(d, TensorDataset) and d.tensors[0].ndim == 2 for d in splits)
+        all(isinstance(d, TensorDataset) and d.tensors[0].ndim == 2 and len(d) > 0 for d in splits)
         and trainer.accelerator == "cpu"
         and trainer.precision in ("32-true", "32")
         and not trainer.compile
