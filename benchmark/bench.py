@@ -10,7 +10,7 @@ Every figure is a ratio against a reference measured in the same invocation, on 
    per epoch and per run, with both test accuracies.
 3. sweep throughput: a small grid sequentially (2 threads) against 2 parallel workers with 1 thread each.
 4. compute share: the share of a cell's wall time spent inside the model's forward and backward passes, from the
-   PyTorch profiler (``record_function`` ranges around the model's forward and Lightning's backward).
+   PyTorch profiler (``record_function`` ranges around the model's forward and every ``Tensor.backward``).
 5. quickstart: cold (empty store and cache, pretraining included) and warm (everything reused) wall time, with the
    first ``--quickstart-seeds`` seeds (3; the preset has 5).
 """
