@@ -10,8 +10,9 @@ Every figure is a ratio against a reference measured in the same invocation, on 
    per epoch and per run, with both test accuracies.
 3. sweep throughput: a small grid sequentially (2 threads) against 2 parallel workers with 1 thread each.
 4. compute share: the share of a cell's wall time spent inside the model's forward and backward passes, from the
-   PyTorch profiler (``record_function`` ranges around the model's forward and Lightning's backward).
-5. quickstart: cold (empty store and cache, pretraining included) and warm (everything reused) wall time.
+   PyTorch profiler (``record_function`` ranges around the model's forward and every ``Tensor.backward``).
+5. quickstart: cold (empty store and cache, pretraining included) and warm (everything reused) wall time, with the
+   first ``--quickstart-seeds`` seeds (3; the preset has 5).
 """
 
 from __future__ import annotations
@@ -84,9 +85,8 @@ def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:
     import torch.nn.functional as F
     from safetensors.torch import load_file
 
-    from benchmark.data import Preprocessing, seed_hash
+    from benchmark.data import EpochShuffle, Preprocessing, seed_hash
     from benchmark.targets.digits import Digits
-    from benchmark.train import EpochShuffle
 
     torch.set_num_threads(threads)
     splits = Digits().load()
@@ -208,8 +208,7 @@ def frozen_features(base: Path, store: Path, cache: Path, reps: int) -> dict:
             client = tracking.open_store(f"sqlite:///{work / 'mlflow.db'}")
             ctx = Context(client, tracking.ensure_experiment(client, "bench"), work / "cache")
             features._MEMO.clear()  # cold: extraction counted in the cached run
-            ensure_run(job.baseline, ctx)  # the pair's baseline, outside the comparison
-            outcome = ensure_run(job, ctx)
+            outcome = ensure_run(job, ctx)  # the run alone: its scratch baseline is not needed for the comparison
             met = outcome.metrics
             tag = "cached" if cached else "backbone"
             out.setdefault(f"{tag}_fit_s", []).append(met["time/fit_s"])
@@ -234,77 +233,70 @@ def throughput(base: Path, store: Path, cache: Path) -> dict:
 
 
 def compute_share(base: Path, store: Path, cache: Path) -> dict:
-    """Share of wall time inside model forward/backward (PyTorch profiler ranges), per quickstart strategy."""
-    import pytorch_lightning as pl
+    """Share of wall time inside model forward/backward (PyTorch profiler ranges), per quickstart strategy.
+
+    Forward: hooks on the model; backward: every ``Tensor.backward`` call (the training loss's, in Lightning's loop
+    and in the in-memory head loop alike). Wall time is the whole run: data, set-up, feature extraction, MLflow.
+    """
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    import benchmark.job as job_mod
     from benchmark import tracking
     from benchmark.job import Context, ensure_run
     from benchmark.run import compose_job
 
     torch.set_num_threads(2)
+    original_fit, original_backward = job_mod.fit_and_test, torch.Tensor.backward
 
-    class Ranges(pl.Callback):
-        def __init__(self):
-            self.ctx = None
+    def backward_in_range(self, *args, **kwargs):
+        with record_function("model_backward"):
+            return original_backward(self, *args, **kwargs)
 
-        def on_before_backward(self, trainer, pl_module, loss):
-            self.ctx = record_function("model_backward")
-            self.ctx.__enter__()
+    def fit_with_ranges(model, *args, **kwargs):
+        def pre(module, inputs):
+            module._range = record_function("model_forward")
+            module._range.__enter__()
 
-        def on_after_backward(self, trainer, pl_module):
-            self.ctx.__exit__(None, None, None)
+        def post(module, inputs, output):
+            module._range.__exit__(None, None, None)
 
-    import benchmark.train as train_mod
+        h1, h2 = model.register_forward_pre_hook(pre), model.register_forward_hook(post)
+        try:
+            return original_fit(model, *args, **kwargs)
+        finally:
+            h1.remove()
+            h2.remove()
 
-    original = train_mod.fit_and_test
     result = {}
     for strategy in ("finetune", "linear_probe"):
         work = _fresh(base, f"share_{strategy}", store, cache)
         job = compose_job([f"strategy={strategy}", "label_budget=10"])
         client = tracking.open_store(f"sqlite:///{work / 'mlflow.db'}")
         ctx = Context(client, tracking.ensure_experiment(client, "bench"), work / "cache")
-        ensure_run(job.baseline, ctx)
-
-        def fit_with_ranges(model, *args, callbacks=None, **kwargs):
-            def pre(module, inputs):
-                module._range = record_function("model_forward")
-                module._range.__enter__()
-
-            def post(module, inputs, output):
-                module._range.__exit__(None, None, None)
-
-            h1, h2 = model.register_forward_pre_hook(pre), model.register_forward_hook(post)
-            try:
-                return original(model, *args, callbacks=[*(callbacks or []), Ranges()], **kwargs)
-            finally:
-                h1.remove()
-                h2.remove()
-
-        import benchmark.job as job_mod
-
-        job_mod.fit_and_test = fit_with_ranges
+        job_mod.fit_and_test, torch.Tensor.backward = fit_with_ranges, backward_in_range
         try:
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 t0 = time.perf_counter()
-                ensure_run(job, ctx)
+                ensure_run(job, ctx)  # the run alone: its scratch baseline is not part of the cell's compute
                 wall = time.perf_counter() - t0
         finally:
-            job_mod.fit_and_test = original
+            job_mod.fit_and_test, torch.Tensor.backward = original_fit, original_backward
         totals = {e.key: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key.startswith("model_")}
         share = (totals.get("model_forward", 0.0) + totals.get("model_backward", 0.0)) / wall
         result[strategy] = {"wall_s": wall, **totals, "share": share}
     return result
 
 
-def quickstart(base: Path) -> dict:
+def quickstart(base: Path, seeds: int) -> dict:
+    """The quickstart sweep with its first ``seeds`` seeds (the preset has 5), cold then warm."""
     work = base / "quickstart"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    cold, _ = _timed(_harness(["experiment=quickstart"], work, multirun=True))
-    warm, _ = _timed(_harness(["experiment=quickstart"], work, multirun=True))
-    return {"cold_s": cold, "warm_s": warm}
+    args = ["experiment=quickstart", "seed=" + ",".join(str(s) for s in range(seeds))]
+    cold, _ = _timed(_harness(args, work, multirun=True))
+    warm, _ = _timed(_harness(args, work, multirun=True))
+    return {"seeds": seeds, "cold_s": cold, "warm_s": warm}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-quickstart", action="store_true")
+    parser.add_argument("--quickstart-seeds", type=int, default=3, help="seeds of the quickstart sweep (preset: 5)")
     parser.add_argument("--only", nargs="*", default=None, help="overhead frozen throughput share quickstart")
     args = parser.parse_args(argv)
     t_all = time.perf_counter()
@@ -344,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
              ("frozen", lambda: frozen_features(base, store, cache, args.reps)),
              ("throughput", lambda: throughput(base, store, cache)),
              ("share", lambda: compute_share(base, store, cache)),
-             ("quickstart", lambda: quickstart(base))]  # fmt: skip
+             ("quickstart", lambda: quickstart(base, args.quickstart_seeds))]  # fmt: skip
     for name, fn in steps:
         if name in want:
             t0 = time.perf_counter()
@@ -387,7 +380,8 @@ def print_report(r: dict) -> None:
                   f"{v.get('model_backward', 0):.2f} s -> {100 * v['share']:.0f}%")  # fmt: skip
     if "quickstart" in r:
         q = r["quickstart"]
-        print(f"\n5. quickstart: cold {q['cold_s']:.0f} s (pretraining included), warm {q['warm_s']:.0f} s")
+        print(f"\n5. quickstart ({q.get('seeds', 5)} seeds): cold {q['cold_s']:.0f} s (pretraining included), warm "
+              f"{q['warm_s']:.0f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

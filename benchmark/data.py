@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset, Sampler, TensorDataset
 
 log = logging.getLogger(__name__)
 
@@ -209,3 +209,22 @@ class _LazyPreprocessed(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img, label = self.images[i]
         return self.prep.tensor(img.unsqueeze(0))[0], label
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation per epoch drawn from (seed, salt, epoch): the order of epoch k does not depend on how many
+    epochs ran in this process, so a run resumed from a checkpoint sees exactly the batches it would have seen.
+    Lightning calls ``set_epoch`` before every epoch."""
+
+    def __init__(self, n: int, seed: int, salt: str = ""):
+        self.n, self.seed, self.salt, self.epoch = n, seed, salt, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(seed_hash("loader_order", self.seed, self.salt, self.epoch))
+        return iter(torch.randperm(self.n, generator=g).tolist())

@@ -51,7 +51,9 @@ class TransferModule(pl.LightningModule):
     The learning rate of each optimizer group is ``lr × group["lr_scale"] × schedule(step)``, set before every
     step, with a linear warm-up and a cosine decay to zero over ``total_steps``: a strategy can change a group's
     ``lr_scale`` mid-run (LP-FT) and the change really reaches the optimizer.
-    Metrics are logged per epoch under ``train/``, ``val/`` and ``test/``.
+    Metrics are logged per epoch under ``train/``, ``val/`` and ``test/``. Training metrics are summed in plain
+    tensors and handed to Lightning once, on an epoch's last batch: ``self.log`` and a torchmetrics update on every
+    step cost 1-2 ms a step on a 2-core CPU, for the same epoch means.
     """
 
     def __init__(
@@ -72,7 +74,7 @@ class TransferModule(pl.LightningModule):
         self.optimization = optimization
         self.total_epochs = total_epochs
         self.total_steps = max(total_steps, 1)
-        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.train_sums: dict[str, torch.Tensor] = {}  # this epoch's batch-size-weighted sums, see accumulate_train
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
         self.last_val_epoch = -1  # epoch of the latest validation pass (validation may skip epochs)
@@ -133,14 +135,37 @@ class TransferModule(pl.LightningModule):
         loss, y = out.loss, out.labels
         extra = self.strategy.regularizer(self.model)
         if extra is not None:
-            self.log("train/regularizer", extra.detach(), on_step=False, on_epoch=True)
             loss = loss + extra
-        for name, value in out.logs.items():
-            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, batch_size=len(y))
-        self.train_acc(out.logits.detach(), y)
-        self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(y))
+        logs = {f"train/{k}": v for k, v in out.logs.items()}
+        if extra is not None:
+            logs["train/regularizer"] = extra
+        self.accumulate_train(loss, out.logits, y, logs)
         return loss
+
+    def accumulate_train(
+        self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, extra: dict[str, torch.Tensor]
+    ) -> None:
+        """Add one batch to the epoch's sums: loss and ``extra`` weighted by the batch size, correct predictions."""
+        n = len(y)
+        values = {"train/loss": loss.detach(), **{k: v.detach() for k, v in extra.items()}}
+        if not self.train_sums:
+            self.train_sums = {"n": torch.zeros((), dtype=torch.int64), "train/acc": torch.zeros((), dtype=torch.int64)}
+        sums = self.train_sums
+        for k, v in values.items():  # float32 sums of value x batch size, as Lightning's on_epoch mean does
+            sums[k] = sums.get(k, torch.zeros((), dtype=torch.float32)) + v.float() * n
+        sums["train/acc"] = sums["train/acc"] + (logits.detach().argmax(-1) == y).sum()
+        sums["n"] = sums["n"] + n
+
+    def pop_train_metrics(self) -> dict[str, torch.Tensor]:
+        """The epoch's means (``train/loss``, ``train/acc``, ``train/regularizer``) from the sums, which restart."""
+        sums, self.train_sums = self.train_sums, {}
+        n = sums.pop("n", None)
+        return {k: v / n for k, v in sums.items()} if n is not None else {}
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            # logged once per epoch: the epoch means equal those of logging every step with on_epoch=True
+            self.log_dict(self.pop_train_metrics(), on_step=False, on_epoch=True, batch_size=1)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmark import tracking
-from benchmark.report import build_report, runs_frame
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +121,8 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
     Returns the verdict table (None when already finalised). The parent ends KILLED when the sweep was
     interrupted (Ctrl-C, SIGTERM), FAILED when any job failed, FINISHED otherwise.
     """
+    from benchmark.report import build_report, runs_frame  # SciPy and pandas: paid when a sweep ends, not at start
+
     fresh = SweepState.load(state.path) if state.path.is_file() else state
     if fresh.finalized:
         return None

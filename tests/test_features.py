@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
 
 import benchmark.features as features
 from benchmark import tracking
 from benchmark.job import Context, ensure_run, execute
 from benchmark.run import compose_job
+from benchmark.strategies.base import TransferStrategy
+from benchmark.train import Budget, TrainerSettings, fit_and_test
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=2",
         "budget.min_steps=10"]  # fmt: skip
@@ -46,6 +52,36 @@ def test_cached_linear_probe_equals_the_backbone_linear_probe(ctx, extract_calls
     assert runs[True]["test/acc"] == pytest.approx(runs[False]["test/acc"], abs=0.005)
     assert runs[True]["test/loss"] == pytest.approx(runs[False]["test/loss"], rel=1e-3)
     assert len(extract_calls) == 3  # train, val and test splits, once
+
+
+@pytest.mark.parametrize("selection", ["last", "best_val"])
+def test_in_memory_head_loop_equals_the_lightning_fit(ctx, selection):
+    """A head on in-memory features trains in a plain loop (``fit_in_memory``); Lightning must give the same run."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(16, 4, generator=g)
+
+    def split(n: int) -> TensorDataset:
+        x = torch.randn(n, 16, generator=g)
+        return TensorDataset(x, (x @ w + 2 * torch.randn(n, 4, generator=g)).argmax(1))
+
+    train, val, test = split(300), split(100), split(100)
+    out, logged = {}, {}
+    for loop, callbacks in (("plain", None), ("lightning", [pl.Callback()])):  # any extra callback needs Lightning
+        torch.manual_seed(0)
+        run_id = tracking.create_run(ctx.client, ctx.experiment_id, loop, {}, None)
+        out[loop] = fit_and_test(nn.Linear(16, 4), TransferStrategy(), train, val, test, 4, Budget(epochs=24),
+                                 TrainerSettings(), 0, selection, ctx.client, run_id, callbacks)  # fmt: skip
+        logged[loop] = {
+            key: [(m.step, m.value) for m in sorted(ctx.client.get_metric_history(run_id, key), key=lambda m: m.step)]
+            for key in ("train/loss", "train/acc", "train/lr", "train/steps", "val/acc", "val/loss", "val/ece")
+        }
+    plain, lightning = out["plain"], out["lightning"]
+    untimed = lambda d: {k: v for k, v in d.items() if not k.startswith("time/")}  # noqa: E731
+    assert untimed(plain.metrics) == untimed(lightning.metrics)
+    assert [untimed(r) for r in plain.history] == [untimed(r) for r in lightning.history]
+    assert plain.selected_epoch == lightning.selected_epoch and plain.epochs == 24
+    assert logged["plain"] == logged["lightning"] and len(logged["plain"]["train/loss"]) == 24
+    assert [s for s, _ in logged["plain"]["val/acc"]] == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]
 
 
 def test_features_and_scores_are_computed_once_per_pair(ctx, extract_calls):
