@@ -65,7 +65,9 @@ def test_every_target_builds_or_names_what_is_missing(target, tmp_path):
 def test_every_strategy_builds(strategy):
     job = _job([f"strategy={strategy}"])
     assert job.strategy_id == strategy
-    assert (job.baseline is None) == (strategy == "scratch")
+    assert (job.baseline is None) == (job.strategy.role == "baseline")  # scratch, cluster_random, anomaly_random
+    if job.baseline is not None:
+        assert job.baseline.strategy.role == "baseline" and not job.baseline.strategy.uses_pretrained
 
 
 def test_baseline_key_ignores_the_source_weights_but_not_the_architecture():

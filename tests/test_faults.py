@@ -62,7 +62,7 @@ def test_preflight_reports_every_problem_and_trains_nothing(tmp_path, store):
     err = result.stderr
     assert "Preflight: 5 problem(s); nothing was trained." in err
     assert "unknown timm architecture 'test_resnett'; did you mean test_resnet" in err
-    assert "Could not find 'strategy/finetun' Available options in 'strategy': aa_scratch finetune" in err
+    assert "Could not find 'strategy/finetun' Available options in 'strategy': aa_scratch anomaly" in err
     assert "label_budget=500 per class exceeds" in err and "choose label_budget <= 126" in err
     assert "hub weights 'test_resnet.r160_in1k' are not in the local Hugging Face cache" in err
     assert all_runs(store) == []  # not even a parent run
