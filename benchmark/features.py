@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ def extract(model: nn.Module, dataset: Dataset, batch_size: int = 256, head: nn.
     model.train(was_training)
     dim = feats[0].shape[1] if feats else 0
     return torch.cat(feats) if feats else torch.empty(0, dim), torch.cat(logits) if logits else None
+
+
+def pixels(dataset: Dataset) -> np.ndarray:
+    """The preprocessed images of ``dataset`` as flat rows: the no-network reference of the unsupervised scores."""
+    if isinstance(dataset, TensorDataset):
+        return dataset.tensors[0].flatten(1).numpy()
+    return np.stack([np.asarray(x).reshape(-1) for x, _ in dataset])
 
 
 def file_digest(path: Path) -> str:

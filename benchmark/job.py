@@ -326,7 +326,7 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
          source_train, extra, t_start):  # fmt: skip
     prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
-    if job.strategy.frozen_backbone and weights_file_or_pretrain(job) and job.trainer.feature_cache:
+    if job.strategy.frozen_backbone and has_learned_backbone(job) and job.trainer.feature_cache:
         # the backbone is frozen and in eval mode: run it once per example and train the head on its features
         feats = cached_split_features(
             feature_key(job, weights_file, weights_id), ctx.cache_dir, model, prep.apply(splits.train), val, test
@@ -337,7 +337,7 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
         fit_model, fit_strategy = model.get_classifier(), TransferStrategy()
         extra.update({"time/feature_extract_s": feats.seconds, "features/cached": 1.0})
     elif source_train is not None:
-        train = job.source.preprocessing.apply(unlabelled(splits.train))
+        train = prep.apply(unlabelled(splits.train))
     else:
         train = prep.apply(splits.train.subset(subset))
     setup_s = time.perf_counter() - t_start
@@ -362,7 +362,7 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
     return {**result.metrics, "time/setup_s": setup_s}, len(train)
 
 
-def weights_file_or_pretrain(job: JobSpec) -> bool:
+def has_learned_backbone(job: JobSpec) -> bool:
     """Whether the frozen backbone carries learned weights worth caching features of (source or self-supervised)."""
     return job.strategy.uses_pretrained or job.strategy.pretrain_identity() is not None
 
@@ -374,17 +374,17 @@ def pretraining_data(job: JobSpec, ctx: Context, splits: Splits):
     ident = job.strategy.pretrain_identity()
     if ident is None:
         return None
-    images = splits.train
     if ident.get("data") == "source":
         images = adaptation_source(job, splits, check_classes=False).train
+        data = {"source": job.source.id, "config": job.source.weights.dataset_config}
+    else:
+        images, data = splits.train, {"id": job.target_id, "config": job.target_config}
     key = stable_hash(
         {
             "arch": job.source.arch,
             "model_kwargs": job.source.model_kwargs,
             "preprocessing": asdict(job.source.preprocessing),
-            "data": {"id": job.target_id, "config": job.target_config}
-            if ident.get("data") != "source"
-            else {"source": job.source.id, "config": getattr(job.source.weights, "dataset_config", None)},
+            "data": data,
             "pretraining": ident,
             "seed": job.seed,
         }
@@ -414,18 +414,18 @@ def adaptation_source(job: JobSpec, target_splits: Splits | None = None, check_c
 
 
 def data_problems(job: JobSpec) -> list[str]:
-    """Preflight for what a job trains on: adaptation needs a labelled source dataset with the target's classes."""
-    problems = []
-    for j in (job, job.reference):
-        if j is None or (j.strategy.data != "adaptation" and (j.strategy.pretrain_identity() or {}).get("data")
-                         != "source"):  # fmt: skip
-            continue
-        try:
-            splits = load_splits(j.target_id, j.target, j.target_config) if not j.target.problems() else None
-            adaptation_source(j, splits, check_classes=j.strategy.data == "adaptation")
-        except Exception as exc:
-            problems.append(f"{type(exc).__name__}: {exc}".replace(f"{j.strategy_id!r}", f"{job.strategy_id!r}"))
-    return list(dict.fromkeys(problems))
+    """Preflight for what a job trains on: adaptation needs a labelled source dataset with the target's classes
+    (and so does self-supervised pretraining on the source's images). A job's reference shares its source and
+    target, so the job's own check covers it."""
+    adapts = job.strategy.data == "adaptation"
+    if not adapts and (job.strategy.pretrain_identity() or {}).get("data") != "source":
+        return []
+    try:
+        splits = load_splits(job.target_id, job.target, job.target_config) if not job.target.problems() else None
+        adaptation_source(job, splits, check_classes=adapts)
+    except Exception as exc:
+        return [f"{type(exc).__name__}: {exc}"]
+    return []
 
 
 def source_weights_file(job: JobSpec, ctx: Context) -> Path | None:

@@ -168,9 +168,6 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         selection=str(cfg.selection),
         scores=bool(cfg.get("scores", True)),
     )
-    base_id = strategy.baseline
-    base_cfg = _strategy_config(base_id, f"the baseline of strategy {strategy_id!r}")
-    baseline_key = stable_hash(run_identity(cfg, choices, base_id, base_cfg, pretrained=False))
     key = stable_hash(run_identity(cfg, choices, strategy_id, cfg.strategy, pretrained=strategy.uses_pretrained))
     job = JobSpec(
         source=source,
@@ -184,18 +181,19 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
     )
     if strategy.role == "baseline":
         return job
+    base_id = strategy.baseline
+    base_cfg = _strategy_config(base_id, f"the baseline of strategy {strategy_id!r}")
+    baseline_key = stable_hash(run_identity(cfg, choices, base_id, base_cfg, pretrained=False))
     base_strategy = instantiate(base_cfg)
     if base_strategy.role != "baseline" or base_strategy.uses_pretrained:
         raise ValueError(f"strategy {strategy_id!r} names {base_id!r} as its baseline, which is not a baseline")
-    base_params = {k: v for k, v in params.items() if not k.startswith(("strategy/", "source/weights"))}
-    base_params.update(tracking.flatten({"strategy": _resolved(base_cfg)}))
     job.baseline = JobSpec(
         source=replace(source, weights=NoWeights()),
         strategy_id=base_id,
         strategy=base_strategy,
         run_key=baseline_key,
         baseline_key=None,
-        params=base_params,
+        params=_with_strategy(params, base_cfg, drop=("strategy/", "source/weights")),
         **common,
     )
     job.baseline_key = baseline_key
@@ -204,12 +202,18 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         ref_id = strategy.reference
         ref_cfg = _strategy_config(ref_id, f"the reference of strategy {strategy_id!r}")
         ref_strategy = instantiate(ref_cfg)
-        ref_params = {k: v for k, v in params.items() if not k.startswith("strategy/")}
-        ref_params.update(tracking.flatten({"strategy": _resolved(ref_cfg)}))
         ref_key = stable_hash(run_identity(cfg, choices, ref_id, ref_cfg, pretrained=ref_strategy.uses_pretrained))
-        job.reference = replace(job, strategy_id=ref_id, strategy=ref_strategy, run_key=ref_key, params=ref_params,
+        job.reference = replace(job, strategy_id=ref_id, strategy=ref_strategy, run_key=ref_key,
+                                params=_with_strategy(params, ref_cfg),
                                 config_yaml="", reference=None)  # fmt: skip
     return job
+
+
+def _with_strategy(params: dict[str, str], strategy_cfg: DictConfig, drop: tuple[str, ...] = ("strategy/",)):
+    """The job's MLflow params with another strategy's settings (and without the ``drop`` prefixes)."""
+    out = {k: v for k, v in params.items() if not k.startswith(drop)}
+    out.update(tracking.flatten({"strategy": _resolved(strategy_cfg)}))
+    return out
 
 
 def _strategy_config(strategy_id: str, role: str) -> DictConfig:

@@ -54,10 +54,6 @@ class DomainAdaptation(TransferStrategy):
             raise ValueError(f"weight must be in [0, 100], got {weight}")
         self.weight = float(weight)
 
-    def param_groups(self, model: nn.Module):
-        model.requires_grad_(True)
-        return [{"params": list(model.parameters()), "lr_scale": 1.0}]
-
     def training_loss(self, module: Any, batch: Any) -> StepOutput:
         xs, ys, xt = split_batch(batch)
         z, logits = features_and_logits(module.model, torch.cat([xs, xt]))

@@ -40,15 +40,14 @@ class Anomaly(LinearProbe):
         return [self.anomaly_classes]
 
     def evaluate(self, model: nn.Module, splits: Any, train_indices: Any, prep: Any, seed: int) -> dict[str, float]:
-        from benchmark.features import extract
+        from benchmark.features import extract, pixels
 
         settings = self.settings(splits.num_classes)
         train_set = splits.train.subset(train_indices)
         train_data, test_data = prep.apply(train_set), prep.apply(splits.test)
         spaces = {"": (extract(model, train_data)[0].numpy(), extract(model, test_data)[0].numpy())}
         if self.pixels:
-            flat = lambda ds: np.stack([np.asarray(x).reshape(-1) for x, _ in ds])  # noqa: E731
-            spaces["_pixels"] = (flat(train_data), flat(test_data))
+            spaces["_pixels"] = (pixels(train_data), pixels(test_data))
         out = {}
         for suffix, (train_f, test_f) in spaces.items():
             aucs = [self._auroc(train_f, train_set.labels, test_f, splits.test.labels, held) for held in settings]

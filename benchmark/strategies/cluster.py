@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from torch import nn
 
 from benchmark.strategies.linear_probe import LinearProbe
@@ -34,7 +33,7 @@ class Cluster(LinearProbe):
         self.pixels, self.split = bool(pixels), split
 
     def evaluate(self, model: nn.Module, splits: Any, train_indices: Any, prep: Any, seed: int) -> dict[str, float]:
-        from benchmark.features import extract
+        from benchmark.features import extract, pixels
         from benchmark.losses import cluster_scores
 
         images = getattr(splits, self.split)
@@ -44,7 +43,6 @@ class Cluster(LinearProbe):
         scores = cluster_scores(feats.numpy(), images.labels, n_clusters=k, seed=seed)
         out = {"test/nmi": scores["nmi"], "test/ari": scores["ari"]}
         if self.pixels:
-            raw = np.stack([np.asarray(x).reshape(-1) for x, _ in data])
-            px = cluster_scores(raw, images.labels, n_clusters=k, seed=seed)
+            px = cluster_scores(pixels(data), images.labels, n_clusters=k, seed=seed)
             out.update({"test/nmi_pixels": px["nmi"], "test/ari_pixels": px["ari"]})
         return out

@@ -106,14 +106,13 @@ class SimCLRPretraining:
                 "ssl/epochs": float(len(losses)), "time/ssl_pretrain_s": info["seconds"]}  # fmt: skip
 
     def _train(self, model: nn.Module, data: Pretraining, path, meta) -> None:
-        from benchmark.train import EpochShuffle, make_loader
+        from benchmark.train import make_loader
 
         t0 = time.perf_counter()
         module = SimCLRModule(model, self.proj_dim, self.temperature, self.ssl_lr, self.ssl_weight_decay,
                               self.augment, data.seed)  # fmt: skip
         n = len(data.images)
-        loader = make_loader(data.images, min(self.ssl_batch_size, n), True, data.seed,
-                             sampler=EpochShuffle(n, data.seed, "simclr"))  # fmt: skip
+        loader = make_loader(data.images, min(self.ssl_batch_size, n), True, data.seed, salt="simclr")
         trainer = pl.Trainer(max_epochs=self.ssl_epochs, accelerator=data.accelerator, devices=1, logger=False,
                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                              num_sanity_val_steps=0)  # fmt: skip
