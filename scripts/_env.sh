@@ -12,9 +12,18 @@ fi
 STAMP="$VENV/.transfer-bench-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$STAMP" ] || ! "$VENV/bin/python" -c "import benchmark, timm, mlflow, pytorch_lightning" 2>/dev/null; then
   echo "installing transfer-bench into $VENV (first time: a few minutes)" >&2
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  "$VENV/bin/python" -m pip install --quiet -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  "$VENV/bin/python" -c "import benchmark, timm, mlflow, pytorch_lightning" || { echo "install failed" >&2; exit 1; }
+  log="$(mktemp)"
+  # A newer pip is nice to have, not needed: its failure is reported and the install goes on.
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip >"$log" 2>&1 || { cat "$log" >&2; echo "warning: could not upgrade pip" >&2; }
+  if ! "$VENV/bin/python" -m pip install --quiet -e '.[dev]' >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "install failed: '$VENV/bin/python -m pip install -e .[dev]' exited non-zero (its output is above)" >&2
+    exit 1
+  fi
+  grep -v "^WARNING: Location" "$log" >&2 || true  # pip's own warnings, shown; grep exits 1 when there are none
+  rm -f "$log"
+  "$VENV/bin/python" -c "import benchmark, timm, mlflow, pytorch_lightning, pytest, playwright" &&
+    "$VENV/bin/ruff" --version >/dev/null || { echo "install failed: the packages above do not import" >&2; exit 1; }
   rm -f "$VENV"/.transfer-bench-*
   touch "$STAMP"
 fi
