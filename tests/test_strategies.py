@@ -55,9 +55,12 @@ WHAT_TRAINS = {
     **dict.fromkeys(["scratch", "aa_scratch", "finetune", "l2sp", "layerwise_lr", "ssl_finetune"], "all"),
     **dict.fromkeys(["source_only", "dann", "coral", "mmd"], "all"),
     **dict.fromkeys(["linear_probe", "ssl_probe"], "head"),
+    **dict.fromkeys(["cluster", "cluster_random", "anomaly", "anomaly_random"], "nothing"),
 }
-"""README's "what trains" column for the strategies that train all or only the head; every strategy gets the
-generic checks whether it is listed or not."""
+"""README's "what trains" column, for the strategies it names; every strategy gets the generic checks whether it
+is listed here or not."""
+OWN_PRETRAINING = {"ssl_probe", "ssl_finetune"}
+"""Strategies the README says pretrain their backbone themselves (SimCLR) before the labelled stage."""
 
 
 def _camel(stem: str) -> str:
@@ -197,6 +200,10 @@ def test_strategy_trains_exactly_what_it_declares_on_its_production_path(strateg
     assert (m["weights/loaded_tensors"] > 0) == strategy.uses_pretrained
 
     # the strategy's own pretraining stage: runs, logs its loss, moves the backbone away from the initialisation
+    if strategy_id in OWN_PRETRAINING:
+        assert strategy.pretrain_identity() is not None, f"{strategy_id} must pretrain its backbone itself"
+    if WHAT_TRAINS.get(strategy_id) == "nothing":
+        assert strategy.data == "none", f"{strategy_id} is evaluation-only, not data={strategy.data!r}"
     if strategy.pretrain_identity() is None:
         assert not pre and not _moved(initial, pretrained), f"{strategy_id} changed weights before its fit"
     else:
@@ -291,6 +298,21 @@ def _check_first_groups_frozen(model: torch.nn.Module, k: int, frozen: set[str])
 def _data(n: int = 48, classes: int = 4) -> TensorDataset:
     g = torch.Generator().manual_seed(0)
     return TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % classes)
+
+
+ADAPTATION = [
+    s for s in options("strategy") if instantiate(OmegaConf.load(CONF / "strategy" / f"{s}.yaml")).data == "adaptation"
+]
+
+
+@pytest.mark.parametrize("strategy_id", ADAPTATION)
+def test_adaptation_refuses_batches_without_target_images(strategy_id):
+    """No silent "one batch as both domains" path: without the source's data an adaptation fit stops and says why."""
+    strategy = instantiate(OmegaConf.load(CONF / "strategy" / f"{strategy_id}.yaml"))
+    model = build_model("test_resnet", 4, Preprocessing(32))
+    budget = Budget(epochs=1, min_steps=0, batch_size=16, optimization=Optimization(lr=1e-2, warmup_fraction=0.0))
+    with pytest.raises(TypeError, match=r"'source': \(x, y\), 'target'.*source_train="):
+        fit_and_test(model, strategy, _data(), _data(16), None, 4, budget, TrainerSettings(), seed=0)
 
 
 def test_partial_finetune_rejects_freezing_the_head():
