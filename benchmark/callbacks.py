@@ -182,3 +182,18 @@ class DivergenceGuard(pl.Callback):
     def check(loss, epoch: int, batch_idx: int) -> None:
         if loss is not None and not torch.isfinite(torch.as_tensor(loss)).all():
             raise Diverged(f"training loss became {float(loss)} at epoch {epoch}, batch {batch_idx}")
+
+
+class RunWatch(pl.Callback):
+    """A read-only observer of one training run (``benchmark.job.train_run(..., watch=...)``): a Lightning callback
+    of the run's fit that is also shown the model at the stages that happen outside Lightning.
+
+    The strategy contract tests (``tests/test_strategies.py``) audit with it what each strategy changes on the path
+    production runs. A watch must not change anything; its one side effect is that a head on cached features
+    trains through Lightning instead of the equivalent plain loop (``tests/test_features.py`` checks they agree).
+    """
+
+    def on_stage(self, stage: str, model: nn.Module, metrics: dict[str, float]) -> None:
+        """``initial``: the seeded initialisation with the source's weights loaded; ``pretrained``: after the
+        strategy's own pretraining (``metrics``: what that stage returned, empty when it has none); ``end``: after
+        training or evaluation (``metrics``: the run's)."""

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from torch.utils.data import TensorDataset
 
 from benchmark import tracking
-from benchmark.callbacks import Diverged
+from benchmark.callbacks import Diverged, RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled
 from benchmark.features import cached_split_features, file_digest
 from benchmark.sources.models import (
@@ -227,9 +227,11 @@ def resumable_run(job: JobSpec, ctx: Context) -> str | None:
     return None
 
 
-def train_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) -> JobOutcome:
+def train_run(
+    job: JobSpec, ctx: Context, resume_run_id: str | None = None, watch: RunWatch | None = None
+) -> JobOutcome:
     """Create (or reopen) the MLflow run, train and test; a failure leaves a FAILED run (KILLED on Ctrl-C or
-    SIGTERM) with its traceback and a ``failure_reason`` tag, then re-raises."""
+    SIGTERM) with its traceback and a ``failure_reason`` tag, then re-raises. ``watch`` observes the run (tests)."""
     ckpt = checkpoint_path(job, ctx)
     if resume_run_id:
         run_id = resume_run_id
@@ -249,7 +251,7 @@ def train_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) -> J
                 ctx.client.log_text(run_id, job.config_yaml, "config.yaml")
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         ckpt.with_suffix(".json").write_text(json.dumps({"run_id": run_id, "name": job.name}))
-        metrics = _train(job, ctx, run_id, ckpt)
+        metrics = _train(job, ctx, run_id, ckpt, watch)
         tracking.log_metrics(ctx.client, run_id, metrics)
         tracking.end_run(ctx.client, run_id)
         for done in (ckpt, ckpt.with_suffix(".json")):
@@ -265,7 +267,9 @@ def train_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) -> J
     return JobOutcome(run_id, False, metrics=metrics)
 
 
-def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | None = None) -> dict[str, float]:
+def _train(
+    job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | None = None, watch: RunWatch | None = None
+) -> dict[str, float]:
     t_start = time.perf_counter()
     strategy = job.strategy
     splits = load_splits(job.target_id, job.target, job.target_config)
@@ -292,9 +296,13 @@ def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | No
     if strategy.uses_pretrained:
         weights_file = source_weights_file(job, ctx)
         loaded = load_source_weights(model, job.source.weights, weights_file)
+    if watch is not None:
+        watch.on_stage("initial", model, {})
     extra: dict[str, float] = {}
     pdata = pretraining_data(job, ctx, splits)
     pre = strategy.pretrain(model, pdata) if pdata is not None else {}
+    if watch is not None:
+        watch.on_stage("pretrained", model, dict(pre))
     if pre:
         extra.update(pre)
         tracking.log_metrics(ctx.client, run_id, pre)
@@ -306,7 +314,9 @@ def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | No
     else:
         weights_id = pdata.key if pdata is not None else None
         metrics, train_examples = _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id,
-                                       resume_checkpoint, source_train, extra, t_start)  # fmt: skip
+                                       resume_checkpoint, source_train, extra, t_start, watch)  # fmt: skip
+    if watch is not None:
+        watch.on_stage("end", model, dict(metrics))
     metrics.update(
         {
             "data/train_examples": float(train_examples),
@@ -323,7 +333,7 @@ def _train(job: JobSpec, ctx: Context, run_id: str, resume_checkpoint: Path | No
 
 
 def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id, resume_checkpoint,
-         source_train, extra, t_start):  # fmt: skip
+         source_train, extra, t_start, watch=None):  # fmt: skip
     prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
     if job.strategy.frozen_backbone and has_learned_backbone(job) and job.trainer.feature_cache:
@@ -358,6 +368,7 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
         order_salt=job.strategy.seed_salt,
         checkpoint=resume_checkpoint,
         source_train=source_train,
+        callbacks=[watch] if watch is not None else None,
     )
     return {**result.metrics, "time/setup_s": setup_s}, len(train)
 

@@ -6,8 +6,8 @@ used only for validation curves and the test. Every step draws one labelled sour
 batch of the same size; an epoch is one pass over the target images, so the training budget (epochs, minimum steps)
 is counted exactly as for the other strategies. All layers train from the source's weights, as in TLlib.
 
-A plain labelled batch ``(x, y)`` (a caller of ``fit_and_test`` without target images, such as the strategy
-contract test) is treated as both domains at once: the alignment term then compares the batch with itself.
+Only that two-domain batch is accepted: a plain labelled batch ``(x, y)`` (a caller of ``fit_and_test`` without
+``source_train``) raises, instead of silently aligning a batch with itself and training on target labels.
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
 def split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x_source, y_source, x_target)`` from the harness's ``{"source": (x, y), "target": (x, _)}`` batch; the
     target's labels are never returned (they are -1 anyway)."""
-    if isinstance(batch, dict):
-        xs, ys = batch["source"]
-        xt = batch["target"][0]
-        return xs, ys, xt
-    xs, ys = batch
-    return xs, ys, xs
+    if not (isinstance(batch, dict) and set(batch) == {"source", "target"}):
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise TypeError(
+            f"domain adaptation trains on {{'source': (x, y), 'target': (x, -1)}} batches, got {got}: "
+            "pass the source's labelled data as fit_and_test(..., source_train=...)"
+        )
+    xs, ys = batch["source"]
+    xt = batch["target"][0]
+    return xs, ys, xt
 
 
 class DomainAdaptation(TransferStrategy):

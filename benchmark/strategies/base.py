@@ -2,9 +2,10 @@
 
 A strategy decides what trains in its own hooks, never by ``requires_grad`` alone: BatchNorm running statistics
 move in train mode even when the layer's parameters are frozen, so frozen normalisation layers are put in
-``eval()`` at every epoch start (``freeze_norm_stats``). The contract test in ``tests/test_strategies.py``
-checks, for every strategy in ``conf/strategy``, that exactly the parameters left trainable after
-``on_train_epoch_start`` change during training and that frozen normalisation statistics do not.
+``eval()`` at every epoch start (``freeze_norm_stats``). The contract test in ``tests/test_strategies.py`` runs
+every strategy in ``conf/strategy`` through ``benchmark.job.train_run`` and checks that exactly the parameters left
+trainable after ``on_train_epoch_start`` (and its ``extra_modules``) change during training, that frozen
+normalisation statistics do not, and that evaluation-only strategies change nothing.
 """
 
 from __future__ import annotations
