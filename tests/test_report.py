@@ -471,3 +471,48 @@ def test_crossover_is_the_first_budget_where_transfer_stops_helping(store, tmp_p
         "linear_probe": "",
         "partial_finetune": "",
     }
+
+
+@pytest.mark.slow
+def test_a_sweep_in_another_job_order_records_the_same_results_and_verdicts(store, tmp_path):
+    """The same real sweep (source pretraining, baselines, fine-tune and linear probe, 2 seeds) launched in the
+    opposite job order, into its own store and cache: every run key gets the same metrics, every cell the same
+    statistics and verdict, every run the same verdict tag."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    tiny = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
+            "budget.min_steps=6", "budget.batch_size=32", "source=synth_digits", "label_budget=5"]  # fmt: skip
+    orders = {"forward": ["strategy=finetune,linear_probe", "seed=0,1"],
+              "backward": ["strategy=linear_probe,finetune", "seed=1,0"]}  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    results = {}
+    for name, order in orders.items():
+        uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+        (tmp_path / name).mkdir()
+        shutil.copy(store.removeprefix("sqlite:///"), tmp_path / name / "mlflow.db")
+        cmd = [sys.executable, "-m", "benchmark.run", "-m", *order, *tiny, f"tracking.uri={uri}",
+               "tracking.experiment=order", f"tracking.artifact_root={tmp_path / name / 'artifacts'}",
+               f"cache_dir={tmp_path / name / 'cache'}", f"hydra.sweep.dir={tmp_path / name / 'sweep'}"]  # fmt: skip
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("order").experiment_id], max_results=100)
+        parent = next(r for r in runs if r.data.tags["role"] == "sweep")
+        jobs = {r.data.tags["run_key"]: r for r in runs if r.data.tags["role"] in ("transfer", "baseline")}
+        cells = pd.read_csv(client.download_artifacts(parent.info.run_id, "report/cells.csv", str(tmp_path / name)))
+        results[name] = (jobs, cells)
+    (forward, cells_f), (backward, cells_b) = results["forward"], results["backward"]
+    assert sorted(forward) == sorted(backward) and len(forward) == 4 + 2
+    for key, run in forward.items():
+        other = backward[key]
+        for metric in ("test/acc", "test/loss", "val/acc", "delta/test/acc"):
+            assert run.data.metrics.get(metric) == other.data.metrics.get(metric), (run.info.run_name, metric)
+        assert run.data.tags.get("verdict") == other.data.tags.get("verdict")
+    pd.testing.assert_frame_equal(cells_f, cells_b)
+    assert len(cells_f) == 2 and set(cells_f["n"]) == {2}
