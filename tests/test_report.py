@@ -442,6 +442,7 @@ def test_verdict_overrides_reach_a_sweeps_verdicts(store, tmp_path, override):
         assert set(cells["metric"]) == {"test/f1_macro"}
         assert cells.set_index(["source", "strategy"]).loc[a[:2], "delta"] == pytest.approx(-0.10)
         assert verdicts[a[:2]] == "negative" and parent.data.metrics["report/cells_negative"] == 2
+        assert parent.data.metrics["report/cells_positive"] == 0
 
 
 def test_crossover_is_the_first_budget_where_transfer_stops_helping(store, tmp_path):
