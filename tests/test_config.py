@@ -6,11 +6,19 @@ here without editing this file.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from conftest import compose, options
+from conftest import ROOT, compose, options
 from hydra.core.hydra_config import HydraConfig
+from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from benchmark import tracking
+from benchmark.report import load_runs
 from benchmark.run import build_job
 
 NEEDS_FILES = {"mnist", "cifar10"}  # torchvision datasets: offline without files they must fail clearly
@@ -96,3 +104,87 @@ def test_bad_input_is_rejected_before_training():
         compose(["strategy=finetun"])
     with pytest.raises(ValueError, match=r"unknown weights.kind 'magic'; choices: none, hub, file, pretrain"):
         _job(["source.weights.kind=magic"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Where runs are recorded (README "Config groups": the default store is sqlite:///<project>/mlflow.db;
+# `tracking.uri=...` or MLFLOW_TRACKING_URI override it), through the real entry point
+
+
+def _entry_point(cwd: Path, args: list[str], env_uri: str | None) -> subprocess.CompletedProcess:
+    """``python -m benchmark.run <args>`` of this checkout, started in ``cwd`` (the project directory)."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("TRANSFER_BENCH_CACHE", None)
+    if env_uri:
+        env["MLFLOW_TRACKING_URI"] = env_uri
+    cmd = [sys.executable, "-m", "benchmark.run", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _recorded(uri: str) -> list:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("transfer-bench")
+    return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+@pytest.mark.parametrize("given", ["default", "env", "env_and_override"])
+def test_the_store_is_the_projects_unless_overridden(tmp_path, given):
+    """A job that fails after opening its store (500 labels per class do not exist; a single run has no preflight)
+    leaves its FAILED run in the store the README promises, and nowhere else."""
+    project = tmp_path / "project"
+    project.mkdir()
+    env_uri = f"sqlite:///{tmp_path / 'env' / 'mlflow.db'}" if given != "default" else None
+    cli_uri = f"sqlite:///{tmp_path / 'cli' / 'mlflow.db'}"
+    args = [
+        "strategy=scratch",
+        "label_budget=500",
+        *([f"tracking.uri={cli_uri}"] if given == "env_and_override" else []),
+    ]
+    result = _entry_point(project, args, env_uri)
+    assert result.returncode != 0
+    expected = {"default": f"sqlite:///{project / 'mlflow.db'}", "env": env_uri, "env_and_override": cli_uri}[given]
+    (run,) = _recorded(expected)
+    assert run.info.status == "FAILED" and "label_budget=500" in run.data.tags["failure_reason"]
+    stores = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("mlflow.db"))
+    assert stores == [
+        {"default": "project/mlflow.db", "env": "env/mlflow.db", "env_and_override": "cli/mlflow.db"}[given]
+    ]
+
+
+def test_reports_and_team_mode_read_the_same_defaults(store, tmp_path, monkeypatch):
+    """``benchmark.report`` reads ``$MLFLOW_TRACKING_URI``, else ``<current directory>/mlflow.db`` (the store fixture
+    lives at ``tmp_path/mlflow.db``); ``tracking=server`` points at 127.0.0.1:5000 unless the variable is set."""
+    client = tracking.open_store(store)
+    rid = tracking.create_run(client, tracking.ensure_experiment(client, "here"), "r", {"role": "transfer"})
+    tracking.end_run(client, rid)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert load_runs("here")["run_id"].tolist() == [rid]
+    assert compose(["tracking=server"]).tracking.uri == "http://127.0.0.1:5000"
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    tracking.open_store(elsewhere)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", elsewhere)
+    with pytest.raises(ValueError, match=r"no MLflow experiment 'here'"):
+        load_runs("here")
+    assert compose(["tracking=server"]).tracking.uri == elsewhere
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Preflight (README "Sweeps that survive": bad learning rates are reported before anything trains)
+
+
+def test_bad_learning_rates_stop_a_sweep_before_training(tmp_path, store):
+    args = ["-m", "strategy=scratch", "budget.lr=-1,0,inf,nan", f"tracking.uri={store}",
+            f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
+    result = _entry_point(tmp_path, args, None)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Preflight: 4 problem(s); nothing was trained." in result.stderr
+    for value in ("-1.0", "0.0", "inf", "nan"):
+        assert f"budget.lr must be a positive finite number, got {value}" in result.stderr, value
+    assert MlflowClient(store).search_runs([e.experiment_id for e in MlflowClient(store).search_experiments()]) == []
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "sweep" / "transfer_bench_jobs").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import compose
 from hydra.core.hydra_config import HydraConfig
@@ -183,3 +184,336 @@ def test_aa_calibration(store, tmp_path):
     assert (cells["delta"] != 0).sum() >= len(cells) // 2, "A/A runs must differ in randomness, not be copies"
     inconclusive = (cells["verdict"] == "inconclusive").mean()
     assert inconclusive >= 0.95, cells[["target", "label_budget", "delta", "p_holm", "verdict"]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration, order, verdict tags, efficiency and crossovers, against values computed by hand from the store
+
+
+def _record(client, exp: str, name: str, tags: dict, metrics: dict, curve=()) -> str:
+    """One FINISHED run; ``curve`` is (val/acc, time/elapsed_s) per epoch, 10 optimiser steps an epoch."""
+    rid = tracking.create_run(client, exp, name, tags)
+    for e, (acc, elapsed) in enumerate(curve):
+        values = {"val/acc": acc, "time/elapsed_s": elapsed, "train/steps": 10 * (e + 1)}
+        tracking.log_metrics(client, rid, values, step=e)
+    tracking.log_metrics(client, rid, metrics)
+    tracking.end_run(client, rid)
+    return rid
+
+
+def _write_cells(client, exp: str, transfer: dict, scratch: dict, curves: dict | None = None, reverse=False) -> dict:
+    """Runs as the harness records them. ``transfer`` maps (source, strategy, budget) to per-seed metrics,
+    ``scratch`` maps a budget to per-seed metrics of the baseline that every cell of that budget shares (a float is
+    ``test/acc``); ``curves`` maps run names to their curves. ``reverse`` creates the runs in the opposite order.
+    Returns run name -> run id."""
+    specs = []
+    for budget, seeds in scratch.items():
+        for seed, m in enumerate(seeds):
+            tags = {"role": "baseline", "source": "scratch:test_resnet", "target": "digits", "strategy": "scratch",
+                    "seed": seed, "label_budget": budget, "run_key": f"base-{budget}-{seed}"}  # fmt: skip
+            specs.append((f"base_{budget}_{seed}", tags, m))
+    for (source, strategy, budget), seeds in transfer.items():
+        for seed, m in enumerate(seeds):
+            tags = {"role": "transfer", "source": source, "target": "digits", "strategy": strategy, "seed": seed,
+                    "label_budget": budget, "run_key": f"{source}-{strategy}-{budget}-{seed}",
+                    "baseline_key": f"base-{budget}-{seed}"}  # fmt: skip
+            specs.append((f"{source}_{strategy}_{budget}_{seed}", tags, m))
+    ids = {}
+    for name, tags, m in reversed(specs) if reverse else specs:
+        metrics = dict(m) if isinstance(m, dict) else {"test/acc": m}
+        ids[name] = _record(client, exp, name, tags, metrics, (curves or {}).get(name, ()))
+    return ids
+
+
+def _verdicts(cells) -> dict[tuple[str, str], str]:
+    return {(c.source, c.strategy): c.verdict for c in cells.itertuples()}
+
+
+# one cell, deltas +0.09, +0.10, +0.11 on test/acc (t-test p = 0.0033, 95% CI [+0.075, +0.125]) but -0.10, -0.10,
+# -0.09 on test/f1_macro
+CLEAR = {("synth_digits", "finetune", "5"): [{"test/acc": a, "test/f1_macro": f} for a, f in
+                                             ((0.89, 0.70), (0.92, 0.71), (0.89, 0.69))]}  # fmt: skip
+CLEAR_SCRATCH = {"5": [{"test/acc": a, "test/f1_macro": f} for a, f in ((0.80, 0.80), (0.82, 0.81), (0.78, 0.78))]}
+# one cell, deltas +0.05, +0.10, +0.15: p = 0.074; 95% CI [-0.024, +0.224], 80% CI [+0.046, +0.154]
+BORDERLINE = {("synth_digits", "finetune", "5"): [0.85, 0.92, 0.93]}
+
+
+@pytest.mark.parametrize("via", ["summarize", "cli"])
+def test_verdict_metric_alpha_and_margin_change_the_verdicts(store, tmp_path, via):
+    """README: ``verdict.metric``, ``verdict.alpha`` and ``verdict.margin`` change the metric, the level and the
+    margin. Whatever the exact rule, each override must reach the computation and move the verdict the way any sane
+    rule would."""
+    client = MlflowClient(store)
+    _write_cells(client, tracking.ensure_experiment(client, "clear"), CLEAR, CLEAR_SCRATCH)
+    _write_cells(client, tracking.ensure_experiment(client, "borderline"), BORDERLINE, {"5": [0.80, 0.82, 0.78]})
+
+    def cell(experiment: str, **options) -> dict:
+        if via == "summarize":
+            (row,) = summarize(load_runs(experiment, client=client), n_boot=200, **options).to_dict("records")
+            return row
+        flags = [f"--{k}={v}" for k, v in options.items()]
+        out = tmp_path / f"{experiment}{len(list(tmp_path.iterdir()))}"
+        assert main(["--experiment", experiment, "--tracking-uri", store, "--out", str(out), *flags]) == 0
+        (row,) = pd.read_csv(out / "cells.csv").to_dict("records")
+        return row
+
+    default = cell("clear")
+    assert default["verdict"] == "positive" and default["delta"] == pytest.approx(0.10)
+    assert cell("clear", margin=0.01)["verdict"] == "positive"
+    assert cell("clear", margin=0.2)["verdict"] != "positive"  # the practical margin exceeds the whole effect
+    assert cell("clear", alpha=1e-4)["verdict"] not in ("positive", "negative")  # 99.99% interval spans 0
+    f1 = cell("clear", metric="test/f1_macro")
+    assert f1["metric"] == "test/f1_macro" and f1["delta"] == pytest.approx(-0.29 / 3)
+    assert f1["transfer_mean"] == pytest.approx(0.70) and f1["scratch_mean"] == pytest.approx(2.39 / 3)
+    assert f1["verdict"] == "negative"
+    assert cell("borderline")["verdict"] not in ("positive", "negative")
+    assert cell("borderline", alpha=0.2)["verdict"] == "positive"  # a looser level makes the same deltas count
+
+
+def test_run_order_never_changes_cells_or_verdicts(store, tmp_path):
+    """README: verdicts are computed from recorded runs, so run order never matters: the same runs recorded in the
+    opposite order, and the loaded rows in any order, give identical statistics, bootstrap included."""
+    client = MlflowClient(store)
+    _write_cells(client, tracking.ensure_experiment(client, "forward"), SWEEP_CELLS, SWEEP_SCRATCH)
+    _write_cells(client, tracking.ensure_experiment(client, "backward"), SWEEP_CELLS, SWEEP_SCRATCH, reverse=True)
+    runs = load_runs("forward", client=client)
+    reference = summarize(runs, n_boot=2000)
+    assert len(reference) == 4 and reference["boot_low"].notna().sum() == 3
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        shuffled = runs.iloc[rng.permutation(len(runs))].reset_index(drop=True)
+        pd.testing.assert_frame_equal(summarize(shuffled, n_boot=2000), reference)
+    backward = summarize(load_runs("backward", client=client), n_boot=2000)
+    pd.testing.assert_frame_equal(backward.drop(columns="run_ids"), reference.drop(columns="run_ids"))
+    a = build_report(runs.iloc[::-1].reset_index(drop=True), tmp_path / "a", client, n_boot=2000)
+    b = build_report(load_runs("backward", client=client), tmp_path / "b", client, n_boot=2000)
+    assert (tmp_path / "a" / "verdicts.md").read_text() == (tmp_path / "b" / "verdicts.md").read_text()
+    assert a.headline == b.headline
+
+
+# A sweep's cells (target digits, 5 labels/class, one scratch baseline per seed with final val/acc 0.70, 0.72, 0.68,
+# 40 steps in 10.0 s). Transfer runs log 10 steps and 1.5 s an epoch.
+SWEEP_SCRATCH = {"5": [0.80, 0.82, 0.78]}
+SWEEP_CELLS = {
+    ("synth_digits", "finetune", "5"): [0.90, 0.93, 0.87],  # +0.10 +0.11 +0.09: positive
+    ("shapes", "linear_probe", "5"): [0.40, 0.41, 0.39],  # -0.40 -0.41 -0.39: negative
+    ("shapes", "finetune", "5"): [0.85, 0.76, 0.79],  # +0.05 -0.06 +0.01: inconclusive (95% CI +-0.138)
+    ("synth_digits", "linear_probe", "5"): [0.85],  # one seed: insufficient seeds
+}
+EXPECTED_VERDICTS = {
+    ("synth_digits", "finetune"): "positive",
+    ("shapes", "linear_probe"): "negative",
+    ("shapes", "finetune"): "inconclusive",
+    ("synth_digits", "linear_probe"): "insufficient seeds",
+}
+SECONDS = (1.5, 3.0, 4.5, 6.0)
+SWEEP_CURVES = {
+    **{f"base_5_{s}": list(zip((0.3, 0.5, 0.6, final), (2.5, 5.0, 7.5, 10.0), strict=True))
+       for s, final in enumerate((0.70, 0.72, 0.68))},
+    "synth_digits_finetune_5_0": list(zip((0.71, 0.80, 0.85, 0.90), SECONDS, strict=True)),  # epoch 0: 10 steps, 1.5 s
+    "synth_digits_finetune_5_1": list(zip((0.60, 0.75, 0.80, 0.90), SECONDS, strict=True)),  # epoch 1: 20 steps, 3.0 s
+    "synth_digits_finetune_5_2": list(zip((0.50, 0.60, 0.70, 0.80), SECONDS, strict=True)),  # epoch 2: 30 steps, 4.5 s
+    **{f"shapes_linear_probe_5_{s}": list(zip((0.20, 0.30, 0.35, 0.40), SECONDS, strict=True)) for s in range(3)},
+    "shapes_finetune_5_0": list(zip((0.30, 0.50, 0.60, 0.70), SECONDS, strict=True)),  # equals 0.70 at epoch 3
+    "shapes_finetune_5_1": list(zip((0.30, 0.50, 0.60, 0.71), SECONDS, strict=True)),  # never reaches 0.72
+    "shapes_finetune_5_2": list(zip((0.30, 0.50, 0.60, 0.67), SECONDS, strict=True)),  # never reaches 0.68
+    "synth_digits_linear_probe_5_0": list(zip((0.60, 0.75, 0.70, 0.70), SECONDS, strict=True)),  # epoch 1
+}  # fmt: skip
+# (source, strategy, seed) -> (epoch, steps, seconds to the baseline's final val/acc); saved = 1 - x / baseline's
+REACHED = {
+    ("synth_digits", "finetune", 0): (0, 10, 1.5),
+    ("synth_digits", "finetune", 1): (1, 20, 3.0),
+    ("synth_digits", "finetune", 2): (2, 30, 4.5),
+    ("shapes", "finetune", 0): (3, 40, 6.0),
+    ("synth_digits", "linear_probe", 0): (1, 20, 3.0),
+}
+
+
+def _sweep_store(client, exp: str, f1_shift: dict | None = None) -> dict:
+    """SWEEP_CELLS with curves, fit times and steps; ``test/f1_macro`` = ``test/acc`` − 0.05, except for the cells
+    in ``f1_shift`` (cell -> per-seed f1 delta against the baseline)."""
+
+    def with_extras(acc: float, fit_s: float, f1: float) -> dict:
+        return {"test/acc": acc, "test/f1_macro": f1, "time/fit_s": fit_s, "train/total_steps": 40}
+
+    scratch = {b: [with_extras(a, 10.0, a - 0.05) for a in accs] for b, accs in SWEEP_SCRATCH.items()}
+    transfer = {}
+    for cell, accs in SWEEP_CELLS.items():
+        shifts = (f1_shift or {}).get(cell)
+        base = SWEEP_SCRATCH[cell[2]]
+        f1s = [a - 0.05 for a in accs] if shifts is None else [b - 0.05 + d for b, d in zip(base, shifts, strict=True)]
+        transfer[cell] = [with_extras(a, 6.0, f) for a, f in zip(accs, f1s, strict=False)]
+    return _write_cells(client, exp, transfer, scratch, SWEEP_CURVES)
+
+
+def test_efficiency_counts_steps_and_seconds_to_the_baselines_final_val_acc(store, tmp_path):
+    """README "Reports": efficiency.csv has, for each transfer run, the optimiser steps and seconds to reach its
+    baseline's final val accuracy and the share of the baseline's training that saves; time_saved.png shows it."""
+    client = MlflowClient(store)
+    _sweep_store(client, tracking.ensure_experiment(client, "efficiency"))
+    report = build_report(load_runs("efficiency", client=client), tmp_path, client, n_boot=200)
+    eff = pd.read_csv(tmp_path / "efficiency.csv").set_index(["source", "strategy", "seed"])
+    assert len(eff) == 10 and (tmp_path / "time_saved.png").is_file()
+    for (source, strategy, seed), row in eff.iterrows():
+        assert row.baseline_steps == 40 and row.baseline_fit_s == 10.0 and row.transfer_fit_s == 6.0
+        assert row.target_value == pytest.approx((0.70, 0.72, 0.68)[seed])
+        if (source, strategy, seed) not in REACHED:
+            assert not row.reached and math.isnan(row.saved_time) and math.isnan(row.saved_steps)
+            continue
+        epoch, steps, seconds = REACHED[(source, strategy, seed)]
+        assert row.reached and row.epoch_to_target == epoch
+        assert row.steps_to_target == steps and row.seconds_to_target == pytest.approx(seconds)
+        assert row.saved_steps == pytest.approx(1 - steps / 40) and row.saved_time == pytest.approx(1 - seconds / 10)
+    early = eff.loc[("synth_digits", "finetune", 0)]
+    assert early.saved_steps == pytest.approx(0.75) and early.saved_time == pytest.approx(0.85)
+    # medians over the 5 runs that reached it: time .85 .70 .55 .40 .70, steps .75 .50 .25 .00 .50
+    assert report.headline["report/reached_baseline_frac"] == pytest.approx(0.5)
+    assert report.headline["report/time_saved_median"] == pytest.approx(0.70)
+    assert report.headline["report/steps_saved_median"] == pytest.approx(0.50)
+    assert "5 of 10 transfer runs reached it; time saved: median 70 %" in report.markdown
+
+
+def _finalized_sweep(store: str, tmp_path, overrides: list[str], f1_shift: dict | None = None):
+    """A sweep as ``python -m benchmark.run -m <overrides>`` runs it, minus the training: the real Hydra config,
+    the entry point's callback (parent run and sweep state), one job record per transfer run (as ``run_job`` writes
+    them) pointing at runs recorded beforehand, then the callback's end-of-sweep hook."""
+    from benchmark import sweep
+    from benchmark.job import write_record
+    from benchmark.run import SweepCallback
+
+    client = MlflowClient(store)
+    ids = _sweep_store(client, tracking.ensure_experiment(client, "configured"), f1_shift)
+    config = compose([f"tracking.uri={store}", "tracking.experiment=configured", "preflight=false",
+                      f"tracking.artifact_root={tmp_path / 'artifacts'}", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                      *overrides])  # fmt: skip
+    callback = SweepCallback()
+    callback.on_multirun_start(config)
+    state = sweep.ACTIVE
+    transfer = [(name, rid) for name, rid in ids.items() if not name.startswith("base_")]
+    for num, (name, rid) in enumerate(transfer):
+        seed = int(name.rsplit("_", 1)[1])
+        write_record(sweep.record_path(state, num), {"name": name, "status": "ok", "run_id": rid, "reused": False,
+                                                     "baseline_run_id": ids[f"base_5_{seed}"]})  # fmt: skip
+    callback.on_multirun_end(config)
+    assert sweep.ACTIVE is None
+    return client, client.get_run(state.parent_run_id), ids
+
+
+def test_a_sweep_tags_each_run_with_its_cells_verdict_and_logs_headline_metrics(store, tmp_path):
+    """README: each child run carries its cell's ``verdict``; the parent run holds the report and headline metrics
+    (``report/cells_negative``, ``report/time_saved_median``...), here checked against the hand-computed values."""
+    client, parent, ids = _finalized_sweep(store, tmp_path, [])
+    assert parent.info.status == "FINISHED"
+    cells = pd.read_csv(client.download_artifacts(parent.info.run_id, "report/cells.csv", str(tmp_path)))
+    assert _verdicts(cells) == EXPECTED_VERDICTS
+    for (source, strategy), verdict in _verdicts(cells).items():
+        names = [n for n in ids if n.startswith(f"{source}_{strategy}_")]
+        assert names and {client.get_run(ids[n]).data.tags["verdict"] for n in names} == {verdict}
+    assert not [n for n in ids if n.startswith("base_") and "verdict" in client.get_run(ids[n]).data.tags]
+    m = parent.data.metrics
+    assert m["report/cells_positive"] == 1 and m["report/cells_negative"] == 1
+    assert m["report/cells_inconclusive"] == 1 and m["report/cells_insufficient_seeds"] == 1
+    assert m["sweep/jobs"] == 10 and m["sweep/cells"] == 4 and m["sweep/failed"] == 0
+    assert m["report/reached_baseline_frac"] == pytest.approx(0.5)
+    assert m["report/time_saved_median"] == pytest.approx(0.70)
+    assert m["report/steps_saved_median"] == pytest.approx(0.50)
+    eff = pd.read_csv(client.download_artifacts(parent.info.run_id, "report/efficiency.csv", str(tmp_path)))
+    assert int(eff["reached"].sum()) == len(REACHED)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["verdict.margin=0.2", "verdict.alpha=1.0e-4", "verdict.metric=test/f1_macro"],
+)
+def test_verdict_overrides_reach_a_sweeps_verdicts(store, tmp_path, override):
+    """``verdict.*`` overrides on the command line reach the verdicts a sweep tags and reports."""
+    a = ("synth_digits", "finetune", "5")
+    client, parent, ids = _finalized_sweep(store, tmp_path, [override], f1_shift={a: (-0.10, -0.11, -0.09)})
+    cells = pd.read_csv(client.download_artifacts(parent.info.run_id, "report/cells.csv", str(tmp_path)))
+    verdicts = _verdicts(cells)
+    tag = {client.get_run(ids[f"synth_digits_finetune_5_{s}"]).data.tags["verdict"] for s in range(3)}
+    assert tag == {verdicts[a[:2]]}
+    if override.startswith("verdict.margin"):  # 0.2 exceeds the positive cell's +0.10, not the negative's -0.40
+        assert verdicts[a[:2]] != "positive" and verdicts[("shapes", "linear_probe")] == "negative"
+    elif override.startswith("verdict.alpha"):  # a 99.99% interval spans 0 with 3 seeds
+        assert verdicts[a[:2]] not in ("positive", "negative")
+        assert verdicts[("shapes", "linear_probe")] not in ("positive", "negative")
+    else:  # on test/f1_macro the positive cell is -0.10: negative
+        assert set(cells["metric"]) == {"test/f1_macro"}
+        assert cells.set_index(["source", "strategy"]).loc[a[:2], "delta"] == pytest.approx(-0.10)
+        assert verdicts[a[:2]] == "negative" and parent.data.metrics["report/cells_negative"] == 2
+        assert parent.data.metrics["report/cells_positive"] == 0
+
+
+def test_crossover_is_the_first_budget_where_transfer_stops_helping(store, tmp_path):
+    """README "Reports": data_efficiency.png marks, and crossovers.csv lists, the budget where transfer stops
+    helping (the smallest budget above a helping one where the mean delta is <= 0), budgets in numeric order."""
+    budgets = ["1", "5", "20", "100", "all"]
+    scratch = {b: [0.50 + 0.1 * i, 0.52 + 0.1 * i] for i, b in enumerate(budgets)}
+    deltas = {
+        "finetune": (0.2, 0.1, -0.05, -0.02, -0.01),  # helps at 1 and 5, not at 20: crossover 20
+        "lp_ft": (0.1, 0.0, 0.1, 0.1, 0.1),  # a zero delta at 5 counts as not helping: crossover 5
+        "linear_probe": (-0.3, -0.2, 0.05, 0.05, 0.05),  # only helps from 20 on: no crossover
+        "partial_finetune": (-0.1, -0.1, -0.1, -0.1, -0.1),  # never helps: no crossover
+    }
+    transfer = {
+        ("synth_digits", strategy, b): [s + d[i] for s in scratch[b]]
+        for strategy, d in deltas.items()
+        for i, b in enumerate(budgets)
+    }
+    client = MlflowClient(store)
+    _write_cells(client, tracking.ensure_experiment(client, "crossover"), transfer, scratch)
+    report = build_report(load_runs("crossover", client=client), tmp_path, client, n_boot=200)
+    assert tmp_path / "data_efficiency.png" in report.files
+    crossovers = pd.read_csv(tmp_path / "crossovers.csv", dtype=str, keep_default_na=False)
+    assert dict(zip(crossovers["strategy"], crossovers["crossover"], strict=True)) == {
+        "finetune": "20",
+        "lp_ft": "5",
+        "linear_probe": "",
+        "partial_finetune": "",
+    }
+
+
+@pytest.mark.slow
+def test_a_sweep_in_another_job_order_records_the_same_results_and_verdicts(store, tmp_path):
+    """The same real sweep (source pretraining, baselines, fine-tune and linear probe, 2 seeds) launched in the
+    opposite job order, into its own store and cache: every run key gets the same metrics, every cell the same
+    statistics and verdict, every run the same verdict tag."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    tiny = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
+            "budget.min_steps=6", "budget.batch_size=32", "source=synth_digits", "label_budget=5"]  # fmt: skip
+    orders = {"forward": ["strategy=finetune,linear_probe", "seed=0,1"],
+              "backward": ["strategy=linear_probe,finetune", "seed=1,0"]}  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    results = {}
+    for name, order in orders.items():
+        uri = f"sqlite:///{tmp_path / name / 'mlflow.db'}"
+        (tmp_path / name).mkdir()
+        shutil.copy(store.removeprefix("sqlite:///"), tmp_path / name / "mlflow.db")
+        cmd = [sys.executable, "-m", "benchmark.run", "-m", *order, *tiny, f"tracking.uri={uri}",
+               "tracking.experiment=order", f"tracking.artifact_root={tmp_path / name / 'artifacts'}",
+               f"cache_dir={tmp_path / name / 'cache'}", f"hydra.sweep.dir={tmp_path / name / 'sweep'}"]  # fmt: skip
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        client = MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("order").experiment_id], max_results=100)
+        parent = next(r for r in runs if r.data.tags["role"] == "sweep")
+        jobs = {r.data.tags["run_key"]: r for r in runs if r.data.tags["role"] in ("transfer", "baseline")}
+        cells = pd.read_csv(client.download_artifacts(parent.info.run_id, "report/cells.csv", str(tmp_path / name)))
+        results[name] = (jobs, cells)
+    (forward, cells_f), (backward, cells_b) = results["forward"], results["backward"]
+    assert sorted(forward) == sorted(backward) and len(forward) == 4 + 2
+    for key, run in forward.items():
+        other = backward[key]
+        for metric in ("test/acc", "test/loss", "val/acc", "delta/test/acc"):
+            assert run.data.metrics.get(metric) == other.data.metrics.get(metric), (run.info.run_name, metric)
+        assert run.data.tags.get("verdict") == other.data.tags.get("verdict")
+    pd.testing.assert_frame_equal(cells_f, cells_b)
+    assert len(cells_f) == 2 and set(cells_f["n"]) == {2}

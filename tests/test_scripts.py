@@ -1,0 +1,63 @@
+"""The helper scripts, run for real: ``scripts/mlflow_server.sh`` listens on loopback unless ``HOST`` says otherwise
+(README "Security": nothing listens beyond 127.0.0.1 unless you set ``HOST``)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, free_port, stop, wait_healthy
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of the TCP sockets in LISTEN state on ``port``, read from the kernel's tables."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] != "0A" or int(hex_port, 16) != port:  # 0A: TCP_LISTEN
+                continue
+            # the kernel prints each 32-bit word of the address in host (little-endian) byte order
+            raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+            found.add(str(ipaddress.ip_address(raw)))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("host", [None, "127.0.0.2"])
+def test_mlflow_server_binds_to_loopback_unless_host_is_set(tmp_path, host):
+    """The script started as a user would, from a copy of the project in a temp dir (its default SQLite store and
+    artifacts go under ``<project>/server/``), on a free port; what it listens on is read from /proc/net/tcp.
+    ``HOST=127.0.0.2`` shows that the variable is honoured without exposing anything beyond this machine."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "scripts", project / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    venv = Path(sys.prefix)
+    stamp = venv / f".transfer-bench-{hashlib.sha256((ROOT / 'pyproject.toml').read_bytes()).hexdigest()[:16]}"
+    if not stamp.is_file():  # scripts/_env.sh would (re)install the package into this environment: never from a test
+        pytest.fail(f"{venv} was not set up by scripts/_env.sh (no {stamp.name}); run scripts/test.sh")
+    port = free_port()
+    env = {**os.environ, "VENV": str(venv), "PORT": str(port), "WORKERS": "1"}
+    for name in ("HOST", "BACKEND", "ARTIFACTS"):
+        env.pop(name, None)
+    if host:
+        env["HOST"] = host
+    proc = subprocess.Popen(["bash", str(project / "scripts" / "mlflow_server.sh")], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    try:
+        wait_healthy(proc, f"http://{host or '127.0.0.1'}:{port}", timeout_s=180)
+        addresses = listening_addresses(port)
+    finally:
+        stop(proc)
+    assert addresses == {host or "127.0.0.1"}
+    assert (project / "server" / "mlflow.db").is_file()
+    assert proc.returncode is not None
