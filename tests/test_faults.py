@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ import pytest
 from conftest import ROOT
 from mlflow.tracking import MlflowClient
 from PIL import Image
+
+from benchmark import tracking
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.batch_size=32"]
 
@@ -161,6 +164,50 @@ def test_a_diverging_run_fails_with_a_tag_and_the_sweep_goes_on(tmp_path, store)
     assert "Diverged: training loss became" in diverged[0].data.tags["failure_reason"]
     counts = assert_sound(store)
     assert counts["transfer"] == 1  # the healthy learning rate finished
+
+
+def test_the_reaper_fails_dead_reused_and_silent_runs_and_spares_live_ones(store):
+    """README "No zombies": a RUNNING run whose owner is gone is marked FAILED with ``failure_reason = stale: ...``.
+
+    Real runs in a real SQLite store, with the tags a job sets (``host``, ``pid``, ``pid_start``, ``heartbeat``):
+    same host with a dead PID or a live PID whose start time differs (the PID was reused), another host whose
+    heartbeat is older than ``stale_after_s``. A live owner, a fresh heartbeat from another host and a run that is
+    not RUNNING are left alone.
+    """
+    client = MlflowClient(store)
+    exp = client.create_experiment("reaper")
+    host, now, stale_after_s = socket.gethostname(), time.time(), 600.0
+    me = tracking.owner_tags()  # this process: alive, with its real start time
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = gone.stdout.strip()  # exited and reaped: no such process now
+    assert not Path(f"/proc/{dead_pid}").exists()
+    cases = {
+        "dead_pid": ({"host": host, "pid": dead_pid, "pid_start": "1", "heartbeat": str(int(now))}, True),
+        "reused_pid": ({**me, "pid_start": str(int(me["pid_start"]) - 1)}, True),
+        "live": (me, False),
+        "silent_elsewhere": ({"host": "elsewhere.example", "pid": me["pid"], "pid_start": me["pid_start"],
+                              "heartbeat": str(int(now - 2 * stale_after_s))}, True),
+        "beating_elsewhere": ({"host": "elsewhere.example", "pid": dead_pid, "pid_start": "1",
+                               "heartbeat": str(int(now - 10))}, False),
+    }  # fmt: skip
+    ids = {name: client.create_run(exp, tags=tags, run_name=name).info.run_id for name, (tags, _) in cases.items()}
+    done = client.create_run(exp, tags=cases["dead_pid"][0], run_name="finished_long_ago").info.run_id
+    client.set_terminated(done, status="FINISHED")
+
+    reaped = tracking.reap_stale(client, exp, stale_after_s)
+
+    names = {run_id: name for name, run_id in ids.items()}
+    assert sorted(names[i] for i in reaped) == sorted(name for name, (_, stale) in cases.items() if stale)
+    for name, (_, stale) in cases.items():
+        run = client.get_run(ids[name])
+        assert run.info.status == ("FAILED" if stale else "RUNNING"), name
+        assert ("failure_reason" in run.data.tags) == stale, name
+    reason = {name: client.get_run(ids[name]).data.tags.get("failure_reason") for name in cases}
+    assert reason["dead_pid"] == f"stale: process {dead_pid} on {host} is gone"
+    assert reason["reused_pid"] == f"stale: process {me['pid']} on {host} is gone"
+    assert reason["silent_elsewhere"].startswith("stale: no heartbeat from elsewhere.example for 1")
+    assert reason["silent_elsewhere"].endswith("s (> 600 s)")
+    assert client.get_run(done).info.status == "FINISHED" and "failure_reason" not in client.get_run(done).data.tags
 
 
 def _tree(root: Path, corrupt: bool) -> Path:
