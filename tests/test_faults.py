@@ -134,20 +134,28 @@ def test_sigkill_mid_training_then_rerun_finishes_only_what_is_missing(tmp_path,
     assert stale.data.tags["failure_reason"].startswith("stale: process")
 
 
-def test_sigterm_ends_runs_in_flight_as_killed(tmp_path, store):
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["sigterm", "ctrl_c"]
+)
+def test_an_interrupt_ends_runs_in_flight_and_the_parent_as_killed(tmp_path, store, signum):
+    """README "Failure isolation": Ctrl-C or SIGTERM ends the runs in flight and the parent as KILLED, exit 130/143.
+
+    The signal goes to the sweep's whole process group, as a terminal's Ctrl-C (SIGINT) or ``kill -TERM -<pgid>``
+    does, while a job is training.
+    """
     proc = subprocess.Popen(sweep_cmd(tmp_path, store, LONG), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         victim = _wait_for(lambda: _training_mid_way(store, tmp_path), 300, "a run mid-training")
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signum)
         proc.wait(60)
     finally:
         if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signum, proc.stderr.read()[-3000:]  # 143 for SIGTERM, 130 for Ctrl-C
     runs = {r.info.run_id: r for r in all_runs(store)}
     assert runs[victim.info.run_id].info.status == "KILLED"
-    assert "SystemExit" in runs[victim.info.run_id].data.tags["failure_reason"]
+    assert runs[victim.info.run_id].data.tags["failure_reason"] == f"SystemExit: {128 + signum}"
     parent = next(r for r in runs.values() if r.data.tags.get("role") == "sweep")
     assert parent.info.status == "KILLED"
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
