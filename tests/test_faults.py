@@ -162,16 +162,28 @@ def test_an_interrupt_ends_runs_in_flight_and_the_parent_as_killed(tmp_path, sto
 
 
 def test_a_diverging_run_fails_with_a_tag_and_the_sweep_goes_on(tmp_path, store):
+    """README: a NaN or infinite loss stops that run as FAILED with ``diverged=true``; the sweep goes on.
+
+    The diverging job is the middle one of three, so a sweep that stopped at the first failure would lose the third.
+    """
     args = ["source=synth_digits", "strategy=finetune", "label_budget=5", "budget.optimizer=sgd",
-            "budget.lr=1e-3,1e4", "budget.warmup_fraction=0.0", "budget.epochs=1", "budget.min_steps=20"]  # fmt: skip
+            "budget.lr=1e-3,1e4,2e-3", "budget.warmup_fraction=0.0", "budget.epochs=1",
+            "budget.min_steps=20"]  # fmt: skip
     result = run(tmp_path, store, args)
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr[-3000:]
     runs = all_runs(store)
     diverged = [r for r in runs if r.data.tags.get("diverged") == "true"]
     assert diverged and all(r.info.status == "FAILED" for r in diverged)
+    assert {r.data.params["budget/lr"] for r in diverged} == {"10000.0"}
     assert "Diverged: training loss became" in diverged[0].data.tags["failure_reason"]
     counts = assert_sound(store)
-    assert counts["transfer"] == 1  # the healthy learning rate finished
+    assert counts["transfer"] == 2  # the healthy learning rates finished, before and after the diverging one
+    finished = [r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("role") == "transfer"]
+    assert sorted(r.data.params["budget/lr"] for r in finished) == ["0.001", "0.002"]
+    parent = next(r for r in runs if r.data.tags.get("role") == "sweep")
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failed_cells"] == "synth_digits__digits__finetune__n5__s0"  # one failed job
+    assert parent.data.metrics["sweep/jobs"] == 3 and parent.data.metrics["sweep/failed"] == 1
 
 
 def test_the_reaper_fails_dead_reused_and_silent_runs_and_spares_live_ones(store):
