@@ -41,12 +41,22 @@ class EpochLogger(pl.Callback):
         self._start = self._last_flush = 0.0
         self._offset = 0.0  # wall time already spent before a resume
         self.logging_s = 0.0  # time spent sending metrics to MLflow
+        self._restored = False  # set when Lightning restores this fit from a checkpoint
 
     def start(self) -> None:
         self._start = self._last_flush = time.perf_counter()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start()
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self._restored = True  # Lightning read a checkpoint: on_train_start records where training continues
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Tag ``resumed_from_epoch``: the first epoch this fit trains after restoring a checkpoint (the epochs
+        before it, their optimizer state and learning-rate schedule position, came from the checkpoint)."""
+        if self._restored and self.client is not None and self.run_id is not None:
+            self.client.set_tag(self.run_id, "resumed_from_epoch", str(trainer.current_epoch))
 
     def elapsed(self) -> float:
         return self._offset + time.perf_counter() - self._start

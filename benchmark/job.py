@@ -236,13 +236,14 @@ def train_run(
     if resume_run_id:
         run_id = resume_run_id
         ctx.client.update_run(run_id, status="RUNNING")
-        tracking.set_tags(ctx.client, run_id, {**tracking.owner_tags(), "resumed": "true"})
+        tracking.set_tags(ctx.client, run_id, {**tracking.owner_tags(), "resumed": "true", **_threads_tag()})
         ctx.client.delete_tag(run_id, "failure_reason")
         log.info("resuming %s from %s (MLflow run %s)", job.name, ckpt, run_id)
     else:
         for stale in (ckpt, ckpt.with_suffix(".json")):
             stale.unlink(missing_ok=True)
-        run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, job.tags(ctx), ctx.parent_run_id)
+        tags = {**job.tags(ctx), **_threads_tag()}
+        run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, tags, ctx.parent_run_id)
         log.info("training %s (MLflow run %s)", job.name, run_id)
     try:
         if not resume_run_id:
@@ -265,6 +266,12 @@ def train_run(
         log.error("%s ended %s: %s", job.name, status, exc)
         raise
     return JobOutcome(run_id, False, metrics=metrics)
+
+
+def _threads_tag() -> dict[str, str]:
+    """The torch threads this process trains with (``benchmark.run.job_threads``: cores shared among parallel
+    jobs); a tag, not a param, since it is no part of the result and a resumed run may get another number."""
+    return {"threads": str(torch.get_num_threads())}
 
 
 def _train(

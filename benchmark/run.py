@@ -457,12 +457,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return run_job(cfg)
 
 
-def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds like Ctrl-C: runs in flight end KILLED, the sweep is finalised
+def _interrupted(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # runs in flight end KILLED, the sweep is finalised KILLED, exit 130/143
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, _interrupted)
+    # Ctrl-C too, not as KeyboardInterrupt: Lightning catches that inside fit and calls sys.exit(1), which reads as
+    # a failed job (exit 1, parent FAILED) instead of an interrupted sweep
+    signal.signal(signal.SIGINT, _interrupted)
     killed = False
     try:
         _hydra_main()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ import pytest
 from conftest import ROOT
 from mlflow.tracking import MlflowClient
 from PIL import Image
+
+from benchmark import tracking
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.batch_size=32"]
 
@@ -78,11 +81,11 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _training_mid_way(store: str, tmp_path: Path):
-    """A RUNNING job run with a checkpoint on disk and at least 2 logged epochs."""
+def _training_mid_way(store: str, tmp_path: Path, roles: tuple[str, ...] = ("transfer", "baseline")):
+    """A RUNNING job run (of one of ``roles``) with a checkpoint on disk and at least 2 logged epochs."""
     client = MlflowClient(store)
     for r in all_runs(store):
-        if r.info.status == "RUNNING" and r.data.tags.get("role") in ("transfer", "baseline"):
+        if r.info.status == "RUNNING" and r.data.tags.get("role") in roles:
             ckpt = tmp_path / "cache" / "checkpoints" / f"{r.data.tags['run_key']}.ckpt"
             if ckpt.is_file() and len(client.get_metric_history(r.info.run_id, "train/loss")) >= 2:
                 return r
@@ -91,76 +94,192 @@ def _training_mid_way(store: str, tmp_path: Path):
 
 LONG = ["source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0,1", "budget.epochs=120",
         "budget.min_steps=0", "trainer.checkpoint_every_s=0.5"]  # fmt: skip
+RESUME_EPOCHS = 60
+RESUME = ["source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0", f"budget.epochs={RESUME_EPOCHS}",
+          "budget.min_steps=0", "trainer.checkpoint_every_s=0.5"]  # fmt: skip
+FINAL = ("test/acc", "test/loss", "test/f1_macro", "test/ece", "train/epochs", "train/total_steps")
+CURVES = ("train/loss", "train/acc", "train/lr", "train/steps", "val/loss", "val/acc")
+
+
+def _copy_store(store: str, dest: Path) -> str:
+    """A consistent copy of a SQLite store (WAL content included), through SQLite's backup API."""
+    import sqlite3
+
+    src, dst = sqlite3.connect(tracking.sqlite_path(store)), sqlite3.connect(dest)
+    with dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+    return f"sqlite:///{dest}"
 
 
 @pytest.mark.slow
-def test_sigkill_mid_training_then_rerun_finishes_only_what_is_missing(tmp_path, store):
-    proc = subprocess.Popen(sweep_cmd(tmp_path, store, LONG), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+def test_sigkill_mid_training_then_rerun_resumes_from_the_checkpoint_and_finishes_only_what_is_missing(tmp_path, store):
+    """README "Sweeps that survive": a killed run is trained again in place from its last epoch checkpoint (same
+    run id, its curves continue), FINISHED runs are reused, the dead sweep's RUNNING runs are reaped.
+
+    The fine-tune run is killed mid-training (its baseline has FINISHED by then). After the re-run, the run must
+    say where it resumed (``resumed_from_epoch``: the epoch after its checkpoint's) and end exactly where an
+    uninterrupted run of the same config ends: the same learning rates, optimiser steps, curves and test metrics,
+    which holds only if the weights, the optimizer moments and the schedule position all came back from the
+    checkpoint (``train/lr`` and ``train/steps`` alone would not show lost AdamW moments; the test metrics do).
+    The uninterrupted run trains in a copy of the store taken at the kill, where the baseline is reused and the
+    killed run has no checkpoint left to resume from (the re-run deleted it when it finished).
+    """
+    import torch
+
+    proc = subprocess.Popen(sweep_cmd(tmp_path, store, RESUME), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
-        victim = _wait_for(lambda: _training_mid_way(store, tmp_path), 300, "a run mid-training")
+        victim = _wait_for(lambda: _training_mid_way(store, tmp_path, ("transfer",)), 400, "a run mid-training")
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    key = victim.data.tags["run_key"]
+    ckpt = tmp_path / "cache" / "checkpoints" / f"{key}.ckpt"
+    checkpointed_epoch = torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"]  # the last one written
+    uninterrupted = _copy_store(store, tmp_path / "uninterrupted.db")
     before = {r.info.run_id: r for r in all_runs(store)}
     assert before[victim.info.run_id].info.status == "RUNNING"  # the zombie the next invocation must clean up
-    finished_before = {r.data.tags["run_key"]: r.info.run_id for r in before.values() if r.info.status == "FINISHED"}
+    finished_before = {
+        r.data.tags.get("run_key") or r.data.tags["pretrain_key"]: r.info.run_id
+        for r in before.values()
+        if r.info.status == "FINISHED"
+    }
+    assert {before[i].data.tags["role"] for i in finished_before.values()} == {"pretrain", "baseline"}
 
-    again = run(tmp_path, store, LONG, name="again")
+    again = run(tmp_path, store, RESUME, name="again")
     assert again.returncode == 0, again.stderr[-3000:]
     counts = assert_sound(store)
-    assert counts["transfer"] == 2 and counts["baseline"] == 2 and counts["pretrain"] == 1
+    assert counts["transfer"] == 1 and counts["baseline"] == 1 and counts["pretrain"] == 1
     after = {r.info.run_id: r for r in all_runs(store)}
-    # the killed run was resumed in place from its checkpoint, not started over
+    # the killed run was resumed in place, from the epoch after its last checkpoint
     resumed = after[victim.info.run_id]
     assert resumed.info.status == "FINISHED" and resumed.data.tags.get("resumed") == "true"
-    epochs = MlflowClient(store).get_metric_history(victim.info.run_id, "train/loss")
-    assert sorted(m.step for m in epochs) == list(range(120))  # every epoch logged once, none repeated
+    assert 0 < int(resumed.data.tags["resumed_from_epoch"]) == checkpointed_epoch + 1 < RESUME_EPOCHS
+    client = MlflowClient(store)
+    epochs = client.get_metric_history(victim.info.run_id, "train/loss")
+    assert sorted(m.step for m in epochs) == list(range(RESUME_EPOCHS))  # every epoch logged once, none repeated
     # everything that had FINISHED was reused, not recomputed
-    for key, run_id in finished_before.items():
+    for k, run_id in finished_before.items():
         assert after[run_id].info.status == "FINISHED"
-        assert [r for r in after.values() if r.data.tags.get("run_key") == key and r.info.status == "FINISHED"] == [
-            after[run_id]
-        ]
+        same_key = [r for r in after.values() if k in (r.data.tags.get("run_key"), r.data.tags.get("pretrain_key"))]
+        assert [r.info.run_id for r in same_key if r.info.status == "FINISHED"] == [run_id]
     # the killed sweep's parent run was reaped too
     parents = [r for r in after.values() if r.data.tags.get("role") == "sweep"]
     assert {r.info.status for r in parents} == {"FAILED", "FINISHED"}
     stale = next(r for r in parents if r.info.status == "FAILED")
     assert stale.data.tags["failure_reason"].startswith("stale: process")
 
+    # the same config, uninterrupted, compared value for value (CPU, same threads: bitwise equal)
+    reference = run(tmp_path, uninterrupted, RESUME, name="uninterrupted")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    (ref,) = [r for r in all_runs(uninterrupted) if r.data.tags.get("run_key") == key and r.info.status == "FINISHED"]
+    assert ref.info.run_id != victim.info.run_id and "resumed" not in ref.data.tags
+    assert {k: resumed.data.metrics[k] for k in FINAL} == {k: ref.data.metrics[k] for k in FINAL}
+    ref_client = MlflowClient(uninterrupted)
+    for curve in CURVES:
+        mine = sorted((m.step, m.value) for m in client.get_metric_history(victim.info.run_id, curve))
+        theirs = sorted((m.step, m.value) for m in ref_client.get_metric_history(ref.info.run_id, curve))
+        assert mine == theirs, curve
 
-def test_sigterm_ends_runs_in_flight_as_killed(tmp_path, store):
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["sigterm", "ctrl_c"]
+)
+def test_an_interrupt_ends_runs_in_flight_and_the_parent_as_killed(tmp_path, store, signum):
+    """README "Failure isolation": Ctrl-C or SIGTERM ends the runs in flight and the parent as KILLED, exit 130/143.
+
+    The signal goes to the sweep's whole process group, as a terminal's Ctrl-C (SIGINT) or ``kill -TERM -<pgid>``
+    does, while a job is training.
+    """
     proc = subprocess.Popen(sweep_cmd(tmp_path, store, LONG), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         victim = _wait_for(lambda: _training_mid_way(store, tmp_path), 300, "a run mid-training")
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signum)
         proc.wait(60)
     finally:
         if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + signum, proc.stderr.read()[-3000:]  # 143 for SIGTERM, 130 for Ctrl-C
     runs = {r.info.run_id: r for r in all_runs(store)}
     assert runs[victim.info.run_id].info.status == "KILLED"
-    assert "SystemExit" in runs[victim.info.run_id].data.tags["failure_reason"]
+    assert runs[victim.info.run_id].data.tags["failure_reason"] == f"SystemExit: {128 + signum}"
     parent = next(r for r in runs.values() if r.data.tags.get("role") == "sweep")
     assert parent.info.status == "KILLED"
     assert not [r for r in runs.values() if r.info.status == "RUNNING"]
 
 
 def test_a_diverging_run_fails_with_a_tag_and_the_sweep_goes_on(tmp_path, store):
+    """README: a NaN or infinite loss stops that run as FAILED with ``diverged=true``; the sweep goes on.
+
+    The diverging job is the middle one of three, so a sweep that stopped at the first failure would lose the third.
+    """
     args = ["source=synth_digits", "strategy=finetune", "label_budget=5", "budget.optimizer=sgd",
-            "budget.lr=1e-3,1e4", "budget.warmup_fraction=0.0", "budget.epochs=1", "budget.min_steps=20"]  # fmt: skip
+            "budget.lr=1e-3,1e4,2e-3", "budget.warmup_fraction=0.0", "budget.epochs=1",
+            "budget.min_steps=20"]  # fmt: skip
     result = run(tmp_path, store, args)
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stderr[-3000:]
     runs = all_runs(store)
     diverged = [r for r in runs if r.data.tags.get("diverged") == "true"]
     assert diverged and all(r.info.status == "FAILED" for r in diverged)
+    assert {r.data.params["budget/lr"] for r in diverged} == {"10000.0"}
     assert "Diverged: training loss became" in diverged[0].data.tags["failure_reason"]
     counts = assert_sound(store)
-    assert counts["transfer"] == 1  # the healthy learning rate finished
+    assert counts["transfer"] == 2  # the healthy learning rates finished, before and after the diverging one
+    finished = [r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("role") == "transfer"]
+    assert sorted(r.data.params["budget/lr"] for r in finished) == ["0.001", "0.002"]
+    parent = next(r for r in runs if r.data.tags.get("role") == "sweep")
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["failed_cells"] == "synth_digits__digits__finetune__n5__s0"  # one failed job
+    assert parent.data.metrics["sweep/jobs"] == 3 and parent.data.metrics["sweep/failed"] == 1
+
+
+def test_the_reaper_fails_dead_reused_and_silent_runs_and_spares_live_ones(store):
+    """README "No zombies": a RUNNING run whose owner is gone is marked FAILED with ``failure_reason = stale: ...``.
+
+    Real runs in a real SQLite store, with the tags a job sets (``host``, ``pid``, ``pid_start``, ``heartbeat``):
+    same host with a dead PID or a live PID whose start time differs (the PID was reused), another host whose
+    heartbeat is older than ``stale_after_s``. A live owner, a fresh heartbeat from another host and a run that is
+    not RUNNING are left alone.
+    """
+    client = MlflowClient(store)
+    exp = client.create_experiment("reaper")
+    host, now, stale_after_s = socket.gethostname(), time.time(), 600.0
+    me = tracking.owner_tags()  # this process: alive, with its real start time
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = gone.stdout.strip()  # exited and reaped: no such process now
+    assert not Path(f"/proc/{dead_pid}").exists()
+    cases = {
+        "dead_pid": ({"host": host, "pid": dead_pid, "pid_start": "1", "heartbeat": str(int(now))}, True),
+        "reused_pid": ({**me, "pid_start": str(int(me["pid_start"]) - 1)}, True),
+        "live": (me, False),
+        "silent_elsewhere": ({"host": "elsewhere.example", "pid": me["pid"], "pid_start": me["pid_start"],
+                              "heartbeat": str(int(now - 2 * stale_after_s))}, True),
+        "beating_elsewhere": ({"host": "elsewhere.example", "pid": dead_pid, "pid_start": "1",
+                               "heartbeat": str(int(now - 10))}, False),
+    }  # fmt: skip
+    ids = {name: client.create_run(exp, tags=tags, run_name=name).info.run_id for name, (tags, _) in cases.items()}
+    done = client.create_run(exp, tags=cases["dead_pid"][0], run_name="finished_long_ago").info.run_id
+    client.set_terminated(done, status="FINISHED")
+
+    reaped = tracking.reap_stale(client, exp, stale_after_s)
+
+    names = {run_id: name for name, run_id in ids.items()}
+    assert sorted(names[i] for i in reaped) == sorted(name for name, (_, stale) in cases.items() if stale)
+    for name, (_, stale) in cases.items():
+        run = client.get_run(ids[name])
+        assert run.info.status == ("FAILED" if stale else "RUNNING"), name
+        assert ("failure_reason" in run.data.tags) == stale, name
+    reason = {name: client.get_run(ids[name]).data.tags.get("failure_reason") for name in cases}
+    assert reason["dead_pid"] == f"stale: process {dead_pid} on {host} is gone"
+    assert reason["reused_pid"] == f"stale: process {me['pid']} on {host} is gone"
+    assert reason["silent_elsewhere"].startswith("stale: no heartbeat from elsewhere.example for 1")
+    assert reason["silent_elsewhere"].endswith("s (> 600 s)")
+    assert client.get_run(done).info.status == "FINISHED" and "failure_reason" not in client.get_run(done).data.tags
 
 
 def _tree(root: Path, corrupt: bool) -> Path:
@@ -195,17 +314,42 @@ def test_corrupt_images_are_skipped_or_rejected_by_path(tmp_path, store, policy)
 
 
 @pytest.mark.slow
-def test_parallel_jobs_share_one_store(tmp_path, store):
-    """4 worker processes write to one SQLite store at once: no lost run, one experiment, no lock errors."""
+def test_parallel_jobs_create_and_share_a_fresh_store(tmp_path):
+    """README "Parallel, team and cluster runs": 4 jobs at once in worker processes on a store that does not exist
+    yet. The launching process creates and migrates it (in WAL mode) before any worker opens it; no run is lost,
+    no "database is locked"; the jobs ran in distinct processes at overlapping times, each with ``cores // n_jobs``
+    torch threads (at least 1), as its ``threads`` tag records."""
+    import sqlite3
+
+    db = tmp_path / "fresh" / "mlflow.db"
+    assert not db.exists()
+    store = f"sqlite:///{db}"
     args = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "source=synth_digits",
-            "strategy=finetune,linear_probe", "label_budget=3,5", "seed=0,1", "budget.epochs=1",
+            "strategy=finetune,linear_probe", "label_budget=5", "seed=0,1", "budget.epochs=1",
             "budget.min_steps=6"]  # fmt: skip
     result = run(tmp_path, store, args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "database is locked" not in result.stdout + result.stderr
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     client = MlflowClient(store)
     assert [e.name for e in client.search_experiments()].count("faults") == 1
     counts = assert_sound(store)
-    assert counts["transfer"] == 8 and counts["baseline"] == 4 and counts["pretrain"] == 1
-    parent = next(r for r in all_runs(store) if r.data.tags.get("role") == "sweep")
-    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/jobs"] == 8
+    assert counts["transfer"] == 4 and counts["baseline"] == 2 and counts["pretrain"] == 1
+    runs = all_runs(store)
+    parent = next(r for r in runs if r.data.tags.get("role") == "sweep")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["sweep/jobs"] == 4 and parent.data.metrics["sweep/failed"] == 0
+    jobs = [r for r in runs if r.data.tags.get("role") in ("transfer", "baseline")]
+    pids = {r.data.tags["pid"] for r in jobs}
+    assert len(pids) > 1 and parent.data.tags["pid"] not in pids  # worker processes, not the launcher
+    overlapping = [
+        (a.info.run_name, b.info.run_name)
+        for a in jobs
+        for b in jobs
+        if a.data.tags["pid"] < b.data.tags["pid"]
+        and max(a.info.start_time, b.info.start_time) < min(a.info.end_time, b.info.end_time)
+    ]
+    assert overlapping, "no two jobs of different processes ran at the same time"
+    cores = len(os.sched_getaffinity(0))
+    assert {r.data.tags["threads"] for r in jobs} == {str(max(1, cores // 4))}
