@@ -176,11 +176,14 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
 
 
 def log_scores(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
-    """The pair's transferability and similarity scores as metrics of the transfer run (computed once per pair)."""
+    """The pair's transferability and similarity scores as metrics of the transfer run; transferability on the
+    labelled examples this run trains on (its label subset), computed once per pair and subset."""
     from benchmark.scoring import pair_scores
 
     try:
-        scores = pair_scores(job, ctx, source_weights_file(job, ctx))
+        splits = load_splits(job.target_id, job.target, job.target_config)
+        subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
+        scores = pair_scores(job, ctx, source_weights_file(job, ctx), subset)
     except Exception as exc:  # a score that cannot be computed must not fail a finished training run
         log.warning("no transferability scores for %s -> %s: %s", job.source.id, job.target_id, exc)
         return {}

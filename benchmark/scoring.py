@@ -1,13 +1,16 @@
 """Transferability and domain-similarity scores of a (source, target) pair, from the source model's frozen features.
 
-Computed once per pair and cached (``cache_dir/scores/<key>.json``): every strategy, seed and label budget of the pair
+Computed once per pair and labelled subset and cached (``cache_dir/scores/<key>.json``): every strategy of the pair
 reuses them. The source model keeps its *own* classifier here (source classes), because LEEP and NCE read its
 predictions on the target images; its backbone features are the ones the linear probe trains on.
 
-* transferability (``transfer/*``), on the target's full training split and its labels: LogME, LEEP, NCE, H-score;
+* transferability (``transfer/*``), on the labelled examples the runs of the pair get (the label budget's subset of
+  the training split, drawn for the run's seed; all of it with ``label_budget=null``): LogME, LEEP, NCE, H-score.
+  A score that read labels the runs never see would credit it with information a practitioner does not have;
 * domain similarity (``similarity/*``), between source and target training images in the source's feature space
-  (at most ``max_samples`` of each, seeded): RBF MMD², Fréchet distance, proxy A-distance. They need source images,
-  so they exist for sources the harness pretrains on a dataset; hub and file sources get transferability only.
+  (at most ``max_samples`` of each, seeded; no labels, so the whole training split): RBF MMD², Fréchet distance,
+  proxy A-distance. They need source images, so they exist for sources the harness pretrains on a dataset; hub and
+  file sources get transferability only.
 
 Higher transferability and lower distance are expected to mean better transfer; ``benchmark.report`` measures how
 well each score predicted the realised deltas (Kendall's tau) instead of assuming it.
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from benchmark import similarity, transferability
-from benchmark.features import extract
+from benchmark.features import cached_split_features, extract
 from benchmark.sources.models import (
     FileWeights,
     HubWeights,
@@ -70,27 +73,37 @@ def _source_model(job, weights_file: Path | None):
     return model.eval()
 
 
-def pair_scores(job, ctx, weights_file: Path | None, max_samples: int = 1000) -> dict[str, float]:
-    """All scores of the job's (source, target) pair; cached by content (source weights, target, preprocessing)."""
+def pair_scores(
+    job, ctx, weights_file: Path | None, subset: np.ndarray | None = None, max_samples: int = 1000
+) -> dict[str, float]:
+    """All scores of the job's (source, target) pair: transferability on the training examples ``subset`` (indices
+    into the training split, the labelled examples of the runs; None: all of them), similarity on the whole split.
+    Cached by content (source weights, target, preprocessing, subset)."""
     from benchmark.job import feature_key, load_splits
 
-    key = stable_hash({"features": feature_key(job, weights_file), "max_samples": max_samples, "v": 1})
+    splits = load_splits(job.target_id, job.target, job.target_config)
+    subset = np.arange(len(splits.train)) if subset is None else np.asarray(subset, dtype=np.int64)
+    labelled = stable_hash(subset.tolist(), length=16)
+    key = stable_hash({"features": feature_key(job, weights_file), "max_samples": max_samples, "subset": labelled,
+                       "v": 2})  # fmt: skip
     path = Path(ctx.cache_dir) / "scores" / f"{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
     t0 = time.perf_counter()
     prep = job.source.preprocessing
-    splits = load_splits(job.target_id, job.target, job.target_config)
     model = _source_model(job, weights_file)
-    feats, logits = extract(model, prep.apply(splits.train), head=model.get_classifier())
-    f = feats.numpy().astype(np.float64)
-    y = splits.train.labels
-    probs = torch.softmax(logits, dim=1).numpy().astype(np.float64)
+    # the whole split's features, once per pair (shared with the frozen-backbone runs): every subset indexes them,
+    # and the similarity scores compare unlabelled images
+    feats = cached_split_features(feature_key(job, weights_file), ctx.cache_dir, model, prep.apply(splits.train),
+                                  prep.apply(splits.val), prep.apply(splits.test), with_logits=True)  # fmt: skip
+    f, logits = feats.train.numpy().astype(np.float64), feats.logits_train
+    y = splits.train.labels[subset]
+    probs = torch.softmax(logits[torch.from_numpy(subset)], dim=1).numpy().astype(np.float64)
     scores = {
-        "transfer/logme": transferability.logme(f, y),
+        "transfer/logme": transferability.logme(f[subset], y),
         "transfer/leep": transferability.leep(probs, y),
         "transfer/nce": transferability.nce(probs.argmax(1), y),
-        "transfer/h_score": transferability.h_score(f, y),
+        "transfer/h_score": transferability.h_score(f[subset], y),
     }
     weights = job.source.weights
     if isinstance(weights, PretrainWeights):
