@@ -181,9 +181,7 @@ def log_scores(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
     from benchmark.scoring import pair_scores
 
     try:
-        splits = load_splits(job.target_id, job.target, job.target_config)
-        subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
-        scores = pair_scores(job, ctx, source_weights_file(job, ctx), subset)
+        scores = pair_scores(job, ctx, source_weights_file(job, ctx), labelled_examples(job))
     except Exception as exc:  # a score that cannot be computed must not fail a finished training run
         log.warning("no transferability scores for %s -> %s: %s", job.source.id, job.target_id, exc)
         return {}
@@ -192,6 +190,12 @@ def log_scores(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
     if missing:
         tracking.log_metrics(ctx.client, run_id, missing)
     return scores
+
+
+def labelled_examples(job: JobSpec):
+    """Indices of the training examples whose labels the job's runs get (its label budget's subset for its seed)."""
+    splits = load_splits(job.target_id, job.target, job.target_config)
+    return label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
 
 
 def ensure_run(job: JobSpec, ctx: Context) -> JobOutcome:
