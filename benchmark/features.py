@@ -11,7 +11,6 @@ mode, so a head trained on these features is exactly the linear probe of the ful
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from benchmark import identity
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,9 @@ def pixels(dataset: Dataset) -> np.ndarray:
 
 
 def file_digest(path: Path) -> str:
-    """Content hash of a weights file (so a changed file is a new feature cache entry)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """Content hash of a weights file (so a changed file is a new feature cache entry): the run identity's sha256,
+    cut to 16 hex digits, hashed once per file version."""
+    return identity.file_digest(path)[:16]
 
 
 _MEMO: dict[str, SplitFeatures] = {}

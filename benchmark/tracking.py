@@ -12,7 +12,6 @@ import logging
 import os
 import socket
 import sqlite3
-import subprocess
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -90,24 +89,6 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         if exp is None:
             raise
         return exp.experiment_id
-
-
-def git_sha(root: Path) -> str:
-    """The checkout's commit (with ``-dirty`` when modified), or ``unknown`` outside git."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
