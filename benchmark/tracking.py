@@ -1,7 +1,8 @@
 """MLflow conventions: store location, experiments, run names, tags, params and run lifecycle.
 
 Tags identify a run (``source``, ``target``, ``strategy``, ``seed``, ``label_budget``, ``arch``, ``role``,
-``run_key``, ``baseline_key``, ``sweep_id``, ``git_sha``, ``verdict``), params configure it (the resolved config
+``run_key``, ``cell_key``, ``variant`` (``benchmark.identity``), ``baseline_key``, ``sweep_id``, ``verdict``, and the
+code that ran it: ``git_sha``, ``version/*`` (``benchmark.provenance``)), params configure it (the resolved config
 flattened with ``/``), metrics measure it (``{stage}/{name}``). Everything goes through an explicit
 ``MlflowClient(tracking_uri)`` and explicit run ids: no fluent API, no ``MLFLOW_RUN_ID``, no logger defaults.
 """
