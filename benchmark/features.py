@@ -73,22 +73,27 @@ def cached_split_features(
     key: str, cache_dir: Path, model: nn.Module, train: Dataset, val: Dataset, test: Dataset, with_logits: bool = False
 ) -> SplitFeatures:
     """Features of the full splits under ``key`` (a content hash of source weights, target and preprocessing),
-    from memory, else ``cache_dir/features/<key>.pt``, else extracted now and written there atomically."""
-    if key in _MEMO and (_MEMO[key].logits_train is not None or not with_logits):
-        return _MEMO[key]
+    from memory, else ``cache_dir/features/<key>.pt``, else extracted now and written there atomically.
+
+    ``with_logits`` also asks for the training split's logits through ``model``'s own head (the source classifier,
+    for the transferability scores); features cached without them cost one pass over the training split, not three.
+    """
+    cached = _MEMO.get(key)
     path = Path(cache_dir) / "features" / f"{key}.pt"
-    if path.is_file():
+    if cached is None and path.is_file():
         data = torch.load(path, map_location="cpu", weights_only=True)
-        if data.get("logits_train") is not None or not with_logits:
-            _MEMO[key] = SplitFeatures(data["train"], data["val"], data["test"], data.get("logits_train"))
-            return _MEMO[key]
+        cached = SplitFeatures(data["train"], data["val"], data["test"], data.get("logits_train"))
+    if cached is not None and (cached.logits_train is not None or not with_logits):
+        _MEMO[key] = cached
+        return cached
     t0 = time.perf_counter()
-    head = None
-    if with_logits:
-        head = model.get_classifier()
+    head = model.get_classifier() if with_logits else None
     tr, lg = extract(model, train, head=head)
-    va, _ = extract(model, val)
-    te, _ = extract(model, test)
+    if cached is not None:  # val and test features are cached; only the training logits were missing
+        va, te = cached.val, cached.test
+    else:
+        va, _ = extract(model, val)
+        te, _ = extract(model, test)
     seconds = time.perf_counter() - t0
     out = SplitFeatures(tr, va, te, lg, seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
