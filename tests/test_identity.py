@@ -201,6 +201,18 @@ def test_rerun_all_trains_every_run_again_once_per_sweep_and_keeps_the_old_ones(
     assert later.reused and later.run_id == fresh.run_id and later.baseline_run_id == fresh.baseline_run_id
     run = client.get_run(fresh.run_id)
     assert run.data.tags["baseline_run_id"] == fresh.baseline_run_id and "provenance_mismatch" not in run.data.tags
+    for run_id in (fresh.run_id, fresh.baseline_run_id):  # the code that computed each run
+        tags = client.get_run(run_id).data.tags
+        assert {k: tags.get(k) for k in provenance.PROVENANCE_TAGS} == provenance.tags()
+        assert tags["cell_key"] and "variant" in tags
+    # a baseline recorded by another torch (a store shared across machines): its transfer run says so on reuse
+    client.set_tag(fresh.baseline_run_id, "version/torch", "0.0.0")
+    execute(finetune, _ctx(store, tmp_path, "s5"))
+    flagged = client.get_run(fresh.run_id).data.tags.get("provenance_mismatch")
+    assert flagged == f"version/torch: {torch.__version__} (transfer) vs 0.0.0 (baseline)"
+    client.set_tag(fresh.baseline_run_id, "version/torch", torch.__version__)
+    execute(finetune, _ctx(store, tmp_path, "s6"))
+    assert "provenance_mismatch" not in client.get_run(fresh.run_id).data.tags
 
 
 def test_rerun_failed_starts_afresh_instead_of_resuming(tmp_path, store):
