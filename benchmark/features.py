@@ -11,7 +11,6 @@ mode, so a head trained on these features is exactly the linear probe of the ful
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from benchmark import identity
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,9 @@ def pixels(dataset: Dataset) -> np.ndarray:
 
 
 def file_digest(path: Path) -> str:
-    """Content hash of a weights file (so a changed file is a new feature cache entry)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """Content hash of a weights file (so a changed file is a new feature cache entry): the run identity's sha256,
+    cut to 16 hex digits, hashed once per file version."""
+    return identity.file_digest(path)[:16]
 
 
 _MEMO: dict[str, SplitFeatures] = {}
@@ -75,22 +73,27 @@ def cached_split_features(
     key: str, cache_dir: Path, model: nn.Module, train: Dataset, val: Dataset, test: Dataset, with_logits: bool = False
 ) -> SplitFeatures:
     """Features of the full splits under ``key`` (a content hash of source weights, target and preprocessing),
-    from memory, else ``cache_dir/features/<key>.pt``, else extracted now and written there atomically."""
-    if key in _MEMO and (_MEMO[key].logits_train is not None or not with_logits):
-        return _MEMO[key]
+    from memory, else ``cache_dir/features/<key>.pt``, else extracted now and written there atomically.
+
+    ``with_logits`` also asks for the training split's logits through ``model``'s own head (the source classifier,
+    for the transferability scores); features cached without them cost one pass over the training split, not three.
+    """
+    cached = _MEMO.get(key)
     path = Path(cache_dir) / "features" / f"{key}.pt"
-    if path.is_file():
+    if cached is None and path.is_file():
         data = torch.load(path, map_location="cpu", weights_only=True)
-        if data.get("logits_train") is not None or not with_logits:
-            _MEMO[key] = SplitFeatures(data["train"], data["val"], data["test"], data.get("logits_train"))
-            return _MEMO[key]
+        cached = SplitFeatures(data["train"], data["val"], data["test"], data.get("logits_train"))
+    if cached is not None and (cached.logits_train is not None or not with_logits):
+        _MEMO[key] = cached
+        return cached
     t0 = time.perf_counter()
-    head = None
-    if with_logits:
-        head = model.get_classifier()
+    head = model.get_classifier() if with_logits else None
     tr, lg = extract(model, train, head=head)
-    va, _ = extract(model, val)
-    te, _ = extract(model, test)
+    if cached is not None:  # val and test features are cached; only the training logits were missing
+        va, te = cached.val, cached.test
+    else:
+        va, _ = extract(model, val)
+        te, _ = extract(model, test)
     seconds = time.perf_counter() - t0
     out = SplitFeatures(tr, va, te, lg, seconds)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch.utils.data import TensorDataset
 
-from benchmark import tracking
+from benchmark import provenance, tracking
 from benchmark.callbacks import Diverged, RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled
 from benchmark.features import cached_split_features, file_digest
@@ -43,16 +43,36 @@ DELTA_METRICS = ("test/acc", "test/f1_macro", "test/ece", "test/loss", "test/nmi
 nmi, ari and auroc are the unsupervised strategies' scores)."""
 
 
+RERUN = ("none", "failed", "all")
+"""``rerun=`` choices, what a job trains again although a run of its key exists (README "Sweeps that survive"):
+
+* ``none``: a FINISHED run of the key is reused; a key without one is trained (a FAILED/KILLED run that left a
+  checkpoint resumes in place, as the same MLflow run);
+* ``failed``: as ``none``, but an unfinished key always starts a new run from scratch (no checkpoint resume);
+* ``all``: every run the sweep needs (its jobs, their baselines and references) is trained again as a new run, once
+  per sweep: a FINISHED run is reused only when this sweep made it. Old runs are kept; the newest FINISHED run of a
+  key is the one reused and paired afterwards."""
+
+
+def check_rerun(value: object) -> str:
+    """``value`` when it is a ``rerun`` choice; else a ValueError naming it and the choices."""
+    if value not in RERUN:
+        raise ValueError(f"rerun={value!r} is not a valid choice; choose one of: {', '.join(RERUN)}")
+    return str(value)
+
+
 @dataclass
 class Context:
-    """Where a job records: the client, experiment, the sweep's parent run and the shared cache."""
+    """Where a job records: the client, experiment, the sweep's parent run and the shared cache; ``rerun`` is the
+    reuse policy (``RERUN``); ``git_sha`` the commit of the code this process runs."""
 
     client: MlflowClient
     experiment_id: str
     cache_dir: Path
     parent_run_id: str | None = None
     sweep_id: str | None = None
-    git_sha: str = "unknown"
+    git_sha: str = field(default_factory=provenance.git_sha)
+    rerun: str = "none"
 
 
 @dataclass
@@ -72,6 +92,8 @@ class JobSpec:
     selection: str
     run_key: str
     baseline_key: str | None
+    cell_key: str = ""  # the run key without the seed: the runs of one cell (benchmark.identity)
+    variant: str = ""  # what tells the cell apart from its source/target/strategy defaults, e.g. "frozen_stages=1"
     params: dict[str, str] = field(default_factory=dict)
     config_yaml: str = ""
     baseline: JobSpec | None = None
@@ -116,6 +138,9 @@ class JobSpec:
             "weights": "none" if self.shares_architecture_only else self.source.weights.kind,
             "role": self.strategy.role,
             "run_key": self.run_key,
+            "cell_key": self.cell_key,
+            "variant": self.variant,
+            **provenance.versions(),
             "git_sha": ctx.git_sha,
         }
         if self.baseline_key:
@@ -167,6 +192,7 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
         outcome.baseline_run_id = baseline.run_id
         outcome.baseline_reused = baseline.reused
         outcome.deltas = log_deltas(ctx.client, outcome.run_id, baseline.run_id)
+        flag_provenance(ctx.client, outcome.run_id, baseline.run_id)
     if reference is not None:
         outcome.reference_run_id = reference.run_id
         outcome.deltas.update(log_deltas(ctx.client, outcome.run_id, reference.run_id, prefix="reference"))
@@ -176,11 +202,12 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
 
 
 def log_scores(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
-    """The pair's transferability and similarity scores as metrics of the transfer run (computed once per pair)."""
+    """The pair's transferability and similarity scores as metrics of the transfer run; transferability on the
+    labelled examples this run trains on (its label subset), computed once per pair and subset."""
     from benchmark.scoring import pair_scores
 
     try:
-        scores = pair_scores(job, ctx, source_weights_file(job, ctx))
+        scores = pair_scores(job, ctx, source_weights_file(job, ctx), labelled_examples(job))
     except Exception as exc:  # a score that cannot be computed must not fail a finished training run
         log.warning("no transferability scores for %s -> %s: %s", job.source.id, job.target_id, exc)
         return {}
@@ -191,20 +218,36 @@ def log_scores(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
     return scores
 
 
+def labelled_examples(job: JobSpec):
+    """Indices of the training examples whose labels the job's runs get (its label budget's subset for its seed)."""
+    splits = load_splits(job.target_id, job.target, job.target_config)
+    return label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
+
+
 def ensure_run(job: JobSpec, ctx: Context) -> JobOutcome:
     """Reuse the FINISHED run with ``job.run_key``, or train it (once, under a lock on the key).
 
     A FAILED or KILLED run of the same key that left a checkpoint is resumed in place (same MLflow run, its
-    curves continue); otherwise a new run starts from scratch.
+    curves continue) unless ``ctx.rerun`` asks for a fresh run; otherwise a new run starts from scratch.
     """
-    found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
+    found = reusable_run(job, ctx)
     if found is None:
         with file_lock(ctx.cache_dir / "locks" / f"{job.run_key}.lock"):
-            found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
+            found = reusable_run(job, ctx)
             if found is None:
                 return train_run(job, ctx, resumable_run(job, ctx))
     log.info("reusing FINISHED run %s (%s) for key %s", found.info.run_id, found.info.run_name, job.run_key)
     return JobOutcome(found.info.run_id, True, metrics=dict(found.data.metrics))
+
+
+def reusable_run(job: JobSpec, ctx: Context):
+    """The newest FINISHED run of the job's key, if ``ctx.rerun`` lets it be reused (``all``: only one this very
+    sweep made, so a baseline several jobs share is trained again once, not once per job)."""
+    found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
+    if found is not None and ctx.rerun == "all":
+        made_here = ctx.sweep_id is not None and found.data.tags.get("sweep_id") == ctx.sweep_id
+        return found if made_here else None
+    return found
 
 
 def checkpoint_path(job: JobSpec, ctx: Context) -> Path:
@@ -212,7 +255,10 @@ def checkpoint_path(job: JobSpec, ctx: Context) -> Path:
 
 
 def resumable_run(job: JobSpec, ctx: Context) -> str | None:
-    """The id of an interrupted run of this key whose checkpoint is on disk, or None."""
+    """The id of an interrupted run of this key whose checkpoint is on disk, or None (always None unless
+    ``ctx.rerun`` is ``none``: the other choices ask for a fresh run)."""
+    if ctx.rerun != "none":
+        return None
     ckpt = checkpoint_path(job, ctx)
     owner = ckpt.with_suffix(".json")
     if not (ckpt.is_file() and owner.is_file()):
@@ -506,6 +552,19 @@ def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str, prefix: 
             tags[tracking.NOTE_TAG] = pairing_note(run, base, values)
         tracking.set_tags(client, run_id, tags)
     return {k: v for k, v in values.items() if k.startswith(f"{delta}/")}
+
+
+def flag_provenance(client: MlflowClient, run_id: str, baseline_run_id: str) -> list[str]:
+    """Tag the transfer run with ``provenance_mismatch`` when it and its baseline ran different code or library
+    versions (``benchmark.provenance.provenance_mismatch``; lines joined by ``"; "``); clear a stale tag otherwise."""
+    tags = client.get_run(run_id).data.tags
+    mismatch = provenance.provenance_mismatch(tags, client.get_run(baseline_run_id).data.tags)
+    if mismatch:
+        log.warning("run %s and its baseline %s ran different code: %s", run_id, baseline_run_id, "; ".join(mismatch))
+        tracking.set_tags(client, run_id, {"provenance_mismatch": "; ".join(mismatch)})
+    elif "provenance_mismatch" in tags:
+        client.delete_tag(run_id, "provenance_mismatch")
+    return mismatch
 
 
 def pairing_note(run, base, values: dict[str, float], verdict: str | None = None) -> str:

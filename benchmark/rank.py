@@ -1,9 +1,10 @@
 """Rank candidate sources for one target without fine-tuning: ``python -m benchmark.rank --target digits``.
 
 For each source, the source model's frozen features on the target give transferability scores (LogME, LEEP, NCE,
-H-score) and, for sources with a pretraining dataset, domain-similarity scores (MMD, Fréchet distance, proxy
-A-distance); see ``benchmark.scoring``. Features and scores are cached per pair and shared with sweeps. The table
-is printed, and logged as an MLflow run (``role=rank``) with ``ranking.md``/``ranking.csv`` artifacts.
+H-score; on the labelled examples that ``label_budget``/``seed`` overrides give, all training labels by default)
+and, for sources with a pretraining dataset, domain-similarity scores (MMD, Fréchet distance, proxy A-distance); see
+``benchmark.scoring``. Features and scores are cached per pair and shared with sweeps. The table is printed, and
+logged as an MLflow run (``role=rank``) with ``ranking.md``/``ranking.csv`` artifacts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 def rank_sources(target: str, sources: list[str], overrides: list[str], ctx) -> tuple[pd.DataFrame, list[str]]:
     """Scores of every source on ``target``; returns the table (one row per source) and the skipped sources."""
-    from benchmark.job import source_weights_file
+    from benchmark.job import labelled_examples, source_weights_file
     from benchmark.run import check_hub, compose_job
     from benchmark.scoring import pair_scores
 
@@ -35,7 +36,7 @@ def rank_sources(target: str, sources: list[str], overrides: list[str], ctx) -> 
             if hub:
                 raise ValueError(hub[0])
             t0 = time.perf_counter()
-            scores = pair_scores(job, ctx, source_weights_file(job, ctx))
+            scores = pair_scores(job, ctx, source_weights_file(job, ctx), labelled_examples(job))
             rows.append({"source": source, "arch": job.source.arch, **scores, "seconds": time.perf_counter() - t0})
         except Exception as exc:  # a source that cannot be scored is listed, not fatal
             skipped.append(f"{source}: {' '.join(str(exc).split())[:300]}")

@@ -24,9 +24,9 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from benchmark import sweep, tracking
+from benchmark import identity, provenance, sweep, tracking
 from benchmark.data import Preprocessing
-from benchmark.job import Context, JobSpec, data_problems, execute, set_threads, write_record
+from benchmark.job import Context, JobSpec, check_rerun, data_problems, execute, set_threads, write_record
 from benchmark.module import Optimization
 from benchmark.sources.models import (
     FileWeights,
@@ -38,13 +38,10 @@ from benchmark.sources.models import (
     check_arch,
 )
 from benchmark.train import Budget, TrainerSettings
-from benchmark.util import stable_hash
 
 log = logging.getLogger("benchmark")
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-KEY_VERSION = 1
-"""Bumped when a change to the harness makes old runs incomparable: every run key changes with it."""
 
 
 def _raw(node: Any) -> Any:
@@ -96,18 +93,33 @@ def build_source(source_id: str, cfg: DictConfig, dataset_id: str | None) -> Sou
 
 
 def run_identity(
-    cfg: DictConfig, choices: dict[str, str], strategy_id: str, strategy_cfg: Any, pretrained: bool
+    cfg: DictConfig,
+    choices: dict[str, str],
+    strategy_id: str,
+    strategy_cfg: Any,
+    pretrained: bool,
+    trainer: TrainerSettings,
+    digest: bool = True,
 ) -> dict:
-    """Everything that changes a result. A scratch run keeps only the source's architecture and preprocessing,
-    so every source of the same architecture shares one baseline."""
+    """Everything that changes a result (``benchmark.identity`` hashes it into the run key, cell key and variant).
+
+    A run that ignores the source's weights keeps only its architecture and preprocessing, so every source of the
+    same architecture shares one baseline. File weights enter by content (sha256), not by path; ``digest=False``
+    leaves the path as configured (the defaults of ``source=local_file`` have no file to hash).
+    """
     src = _raw(cfg.source)
-    source = (
-        {"id": choices["source"], **src}
-        if pretrained
-        else {k: src.get(k) for k in ("arch", "model_kwargs", "preprocessing")}
-    )
+    if pretrained:
+        source = {"id": choices["source"], **src}
+        weights = src.get("weights") or {}
+        if digest and weights.get("kind") == "file":
+            source["weights"] = {
+                **{k: v for k, v in weights.items() if k != "path"},
+                "sha256": identity.file_digest(Path(str(cfg.source.weights.path))),
+            }
+    else:
+        source = {k: src.get(k) for k in ("arch", "model_kwargs", "preprocessing")}
     return {
-        "version": KEY_VERSION,
+        "version": identity.KEY_VERSION,
         "source": source,
         "target": {"id": choices["target"], **_raw(cfg.target)},
         "strategy": {"id": strategy_id, **(_raw(strategy_cfg) or {})},
@@ -115,8 +127,47 @@ def run_identity(
         "label_budget": cfg.label_budget,
         "budget": _raw(cfg.budget),
         "selection": cfg.selection,
-        "precision": cfg.trainer.precision,
+        "trainer": {name: getattr(trainer, name) for name in identity.NUMERICS},
     }
+
+
+_DEFAULTS: dict[tuple[str, str, str], DictConfig] = {}
+
+
+def default_config(source_id: str, target_id: str, strategy_id: str) -> DictConfig:
+    """The primary config composed with this source, target and strategy and nothing else overridden: what a
+    cell's ``variant`` is measured against (memoised; composing takes tens of milliseconds)."""
+    key = (source_id, target_id, strategy_id)
+    if key not in _DEFAULTS:
+        _DEFAULTS[key] = _compose([f"source={source_id}", f"target={target_id}", f"strategy={strategy_id}"], False)
+    return _DEFAULTS[key]
+
+
+def job_keys(
+    cfg: DictConfig, choices: dict[str, str], strategy_id: str, strategy_cfg: Any, pretrained: bool,
+    trainer: TrainerSettings,
+) -> identity.Keys:  # fmt: skip
+    """Run key, cell key and variant of one run of the job (itself, its baseline or its reference)."""
+    own = run_identity(cfg, choices, strategy_id, strategy_cfg, pretrained, trainer)
+    base = default_config(choices["source"], choices["target"], strategy_id)
+    defaults = run_identity(base, choices, strategy_id, base.strategy, pretrained, build_trainer(base.trainer), False)
+    name = Path(str(cfg.source.weights.path)).name if "sha256" in (own["source"].get("weights") or {}) else "file"
+    return identity.keys(own, defaults, name)
+
+
+def build_trainer(t: DictConfig) -> TrainerSettings:
+    """Typed trainer settings; keys a trainer YAML leaves out take ``TrainerSettings``' defaults."""
+    return TrainerSettings(
+        accelerator=str(t.accelerator),
+        devices=int(t.devices),
+        precision=str(t.precision),
+        deterministic=t.deterministic,
+        num_workers=int(t.num_workers),
+        feature_cache=bool(t.get("feature_cache", True)),
+        checkpoint_every_s=float(t.get("checkpoint_every_s", 60.0)),
+        channels_last=bool(t.get("channels_last", False)),
+        compile=bool(t.get("compile", False)),
+    )
 
 
 def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
@@ -143,18 +194,7 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
             warmup_fraction=float(b.warmup_fraction),
         ),
     )
-    t = cfg.trainer
-    trainer = TrainerSettings(
-        accelerator=str(t.accelerator),
-        devices=int(t.devices),
-        precision=str(t.precision),
-        deterministic=t.deterministic,
-        num_workers=int(t.num_workers),
-        feature_cache=bool(t.get("feature_cache", True)),
-        checkpoint_every_s=float(t.get("checkpoint_every_s", 60.0)),
-        channels_last=bool(t.get("channels_last", False)),
-        compile=bool(t.get("compile", False)),
-    )
+    trainer = build_trainer(cfg.trainer)
     resolved = {k: _resolved(cfg[k]) for k in cfg if k != "hydra"}
     params = tracking.flatten(resolved)
     common = dict(
@@ -168,12 +208,14 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         selection=str(cfg.selection),
         scores=bool(cfg.get("scores", True)),
     )
-    key = stable_hash(run_identity(cfg, choices, strategy_id, cfg.strategy, pretrained=strategy.uses_pretrained))
+    keys = job_keys(cfg, choices, strategy_id, cfg.strategy, strategy.uses_pretrained, trainer)
     job = JobSpec(
         source=source,
         strategy_id=strategy_id,
         strategy=strategy,
-        run_key=key,
+        run_key=keys.run_key,
+        cell_key=keys.cell_key,
+        variant=keys.variant,
         baseline_key=None,
         params=params,
         config_yaml=OmegaConf.to_yaml(resolved),
@@ -183,7 +225,7 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         return job
     base_id = strategy.baseline
     base_cfg = _strategy_config(base_id, f"the baseline of strategy {strategy_id!r}")
-    baseline_key = stable_hash(run_identity(cfg, choices, base_id, base_cfg, pretrained=False))
+    base_keys = job_keys(cfg, choices, base_id, base_cfg, False, trainer)
     base_strategy = instantiate(base_cfg)
     if base_strategy.role != "baseline" or base_strategy.uses_pretrained:
         raise ValueError(f"strategy {strategy_id!r} names {base_id!r} as its baseline, which is not a baseline")
@@ -191,19 +233,22 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         source=replace(source, weights=NoWeights()),
         strategy_id=base_id,
         strategy=base_strategy,
-        run_key=baseline_key,
+        run_key=base_keys.run_key,
+        cell_key=base_keys.cell_key,
+        variant=base_keys.variant,
         baseline_key=None,
         params=_with_strategy(params, base_cfg, drop=("strategy/", "source/weights")),
         **common,
     )
-    job.baseline_key = baseline_key
+    job.baseline_key = base_keys.run_key
     if strategy.reference:
         # the reference (e.g. source_only for domain adaptation) is a transfer job of its own, with the same baseline
         ref_id = strategy.reference
         ref_cfg = _strategy_config(ref_id, f"the reference of strategy {strategy_id!r}")
         ref_strategy = instantiate(ref_cfg)
-        ref_key = stable_hash(run_identity(cfg, choices, ref_id, ref_cfg, pretrained=ref_strategy.uses_pretrained))
-        job.reference = replace(job, strategy_id=ref_id, strategy=ref_strategy, run_key=ref_key,
+        ref_keys = job_keys(cfg, choices, ref_id, ref_cfg, ref_strategy.uses_pretrained, trainer)
+        job.reference = replace(job, strategy_id=ref_id, strategy=ref_strategy, run_key=ref_keys.run_key,
+                                cell_key=ref_keys.cell_key, variant=ref_keys.variant,
                                 params=_with_strategy(params, ref_cfg),
                                 config_yaml="", reference=None)  # fmt: skip
     return job
@@ -224,17 +269,21 @@ def _strategy_config(strategy_id: str, role: str) -> DictConfig:
     return OmegaConf.load(path)
 
 
-def compose_job(overrides: list[str]) -> JobSpec:
-    """The typed job that ``python -m benchmark.run <overrides>`` would run, composed outside a Hydra app (for
-    ``benchmark.rank``, ``benchmark.bench`` and notebooks)."""
+def _compose(overrides: list[str], return_hydra_config: bool = True) -> DictConfig:
+    """The primary config with ``overrides``, inside a running Hydra app or outside one."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():
-        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
-    else:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def compose_job(overrides: list[str]) -> JobSpec:
+    """The typed job that ``python -m benchmark.run <overrides>`` would run, composed outside a Hydra app (for
+    ``benchmark.rank``, ``benchmark.bench`` and notebooks)."""
+    cfg = _compose(overrides)
     HydraConfig.instance().set_config(cfg)
     return build_job(cfg, dict(cfg.hydra.runtime.choices))
 
@@ -263,6 +312,7 @@ def run_job(cfg: DictConfig) -> float | None:
         log.warning("no sweep state in %s: this job runs without a parent run or sweep verdicts", hc.sweep.dir)
     record: dict[str, Any] = {"name": " ".join(hc.overrides.task), "overrides": list(hc.overrides.task)}
     try:
+        rerun = check_rerun(cfg.get("rerun", "none"))
         job = build_job(cfg, choices)
         record.update(name=job.name, run_key=job.run_key, baseline_key=job.baseline_key, role=job.strategy.role,
                       cell=list(job.cell))  # fmt: skip
@@ -274,7 +324,7 @@ def run_job(cfg: DictConfig) -> float | None:
             exp_id = tracking.ensure_experiment(client, cfg.tracking.experiment, _artifact_root(cfg))
             tracking.reap_stale(client, exp_id, float(cfg.tracking.stale_after_s))
             parent = sweep_id = None
-        ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, tracking.git_sha(root))
+        ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, rerun=rerun)
         outcome = execute(job, ctx)
         record.update(status="ok", run_id=outcome.run_id, reused=outcome.reused,
                       baseline_run_id=outcome.baseline_run_id, baseline_reused=outcome.baseline_reused,
@@ -362,9 +412,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def _rerun_problems(cfg: DictConfig) -> list[str]:
+    check_rerun(cfg.get("rerun", "none"))  # raises, naming the bad value and the choices
+    return []
+
+
 def _job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     """Independent checks of one composed job, so that one bad value does not hide another."""
     checks = [
+        lambda: _rerun_problems(cfg),
         lambda: data_problems(build_job(cfg, choices)),
         lambda: check_data(
             choices["target"], instantiate(cfg.target), _raw(cfg.target),
@@ -439,7 +495,7 @@ class SweepCallback(Callback):
             _artifact_root(config),
             Path(config.hydra.sweep.dir),
             overrides,
-            tracking.git_sha(root),
+            provenance.git_sha(),
             str(config.verdict.metric),
             float(config.verdict.alpha),
             float(config.verdict.margin),

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark import tracking
+from benchmark import provenance, tracking
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def start(
     client = tracking.open_store(tracking_uri)
     exp_id = tracking.ensure_experiment(client, experiment, artifact_root)
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-    tags = {"role": "sweep", "sweep_id": sweep_id, "git_sha": git_sha, "sweep_overrides": " ".join(overrides)}
+    tags = {"role": "sweep", "sweep_id": sweep_id, "git_sha": git_sha, "sweep_overrides": " ".join(overrides),
+            **provenance.versions()}  # fmt: skip
     parent = tracking.create_run(client, exp_id, f"sweep__{experiment}__{sweep_id}", tags)
     state = SweepState(
         tracking_uri, experiment, exp_id, parent, sweep_id, str(Path(sweep_dir).resolve()), metric, alpha, margin

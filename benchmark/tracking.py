@@ -1,7 +1,8 @@
 """MLflow conventions: store location, experiments, run names, tags, params and run lifecycle.
 
 Tags identify a run (``source``, ``target``, ``strategy``, ``seed``, ``label_budget``, ``arch``, ``role``,
-``run_key``, ``baseline_key``, ``sweep_id``, ``git_sha``, ``verdict``), params configure it (the resolved config
+``run_key``, ``cell_key``, ``variant`` (``benchmark.identity``), ``baseline_key``, ``sweep_id``, ``verdict``, and the
+code that ran it: ``git_sha``, ``version/*`` (``benchmark.provenance``)), params configure it (the resolved config
 flattened with ``/``), metrics measure it (``{stage}/{name}``). Everything goes through an explicit
 ``MlflowClient(tracking_uri)`` and explicit run ids: no fluent API, no ``MLFLOW_RUN_ID``, no logger defaults.
 """
@@ -12,7 +13,6 @@ import logging
 import os
 import socket
 import sqlite3
-import subprocess
 import time
 import traceback
 from collections.abc import Iterable, Mapping
@@ -90,24 +90,6 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | Non
         if exp is None:
             raise
         return exp.experiment_id
-
-
-def git_sha(root: Path) -> str:
-    """The checkout's commit (with ``-dirty`` when modified), or ``unknown`` outside git."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

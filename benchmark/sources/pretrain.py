@@ -11,7 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from safetensors.torch import save_file
 
-from benchmark import tracking
+from benchmark import provenance, tracking
 from benchmark.data import seed_hash
 from benchmark.module import Optimization
 from benchmark.sources.models import PretrainWeights, SourceSpec, build_model
@@ -80,6 +80,7 @@ def _pretrain(source: SourceSpec, key: str, path: Path, ctx, trainer: TrainerSet
         "target": weights.dataset_id,
         "pretrain_key": key,
         "git_sha": ctx.git_sha,
+        **provenance.versions(),
     }
     if ctx.sweep_id:
         tags["sweep_id"] = ctx.sweep_id

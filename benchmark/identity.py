@@ -1,0 +1,114 @@
+"""Run identity: which runs are the same experiment (run key), which belong to one cell (cell key), and how a cell
+differs from the defaults (variant).
+
+All three are derived here, from one identity dict that ``benchmark.run.run_identity`` builds from the unresolved
+config, so they cannot drift apart:
+
+* ``run_key`` = hash of the identity: a FINISHED run with the same key is reused, never recomputed.
+* ``cell_key`` = hash of the identity without the seed: the runs of one cell differ only by their seed, so a sweep
+  over ``strategy.frozen_stages=1,3`` (or two checkpoints given to ``source=local_file``) gives two cells, never one
+  cell with repeated seeds.
+* ``variant`` = the identity's values that differ from the defaults of the same source, target and strategy
+  (``frozen_stages=1``, ``budget.epochs=4``, ``weights=model.safetensors@1a2b3c4d``); empty when nothing differs.
+
+File weights enter the identity by content (sha256), never by path: a replaced file is a new run, a moved one is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.util import stable_hash
+
+KEY_VERSION = 2
+"""Bumped when a change to the harness makes old runs incomparable: every run key changes with it.
+2: trainer numerics (accelerator, deterministic, channels_last, compile) and file weights by content."""
+
+NUMERICS = ("accelerator", "precision", "deterministic", "channels_last", "compile")
+"""Trainer settings that change a run's numbers (part of every key). Threads, DataLoader workers, checkpoint
+interval and the feature cache (identical metrics, ``tests/test_features.py``) only change its speed."""
+
+UNIDENTIFYING = ("version", "seed", "label_budget", "source.id", "target.id", "strategy.id")
+"""Identity entries a variant never shows: the key version, the seed (the cell's replicate axis) and the cell's
+own tags (source, target, strategy, label budget)."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """A run's identity in MLflow tags: ``run_key``, ``cell_key`` and ``variant``."""
+
+    run_key: str
+    cell_key: str
+    variant: str
+
+
+def keys(identity: dict[str, Any], defaults: dict[str, Any] | None = None, weights_name: str = "file") -> Keys:
+    """The run key, cell key and variant of ``identity``. ``defaults`` is the identity of the same source, target
+    and strategy with nothing overridden (None: empty variant); ``weights_name`` the file name of file weights, shown
+    in the variant only (the keys know the file by content)."""
+    cell = {k: v for k, v in identity.items() if k != "seed"}
+    shown = "" if defaults is None else variant(identity, defaults, weights_name)
+    return Keys(stable_hash(identity), stable_hash(cell), shown)
+
+
+def variant(identity: dict[str, Any], defaults: dict[str, Any], weights_name: str = "file") -> str:
+    """What tells this cell apart from the default cell of its source, target and strategy, as ``key=value`` parts
+    joined by ``", "``: file weights as ``weights=<weights_name>@<first 8 hex of their sha256>``, then the strategy's
+    settings without their ``strategy.`` prefix (the strategy is a tag of its own), then the rest in identity order
+    (``budget.epochs=4``); a setting the defaults have and the run lacks shows as ``~key``."""
+    own, base = _flatten(identity), _flatten(defaults)
+    weights = identity.get("source", {}).get("weights")
+    file_weights = isinstance(weights, dict) and "sha256" in weights
+    parts = []
+    if file_weights:
+        parts.append(f"weights={weights_name}@{weights['sha256'][:8]}")
+    order = [*own, *(k for k in base if k not in own)]
+    for key in sorted(order, key=lambda k: not k.startswith("strategy.")):  # stable: the strategy's settings first
+        if key in UNIDENTIFYING or (file_weights and key.startswith("source.weights.")):
+            continue
+        if own.get(key, _ABSENT) == base.get(key, _ABSENT):
+            continue
+        name = key.removeprefix("strategy.")
+        parts.append(f"~{name}" if key not in own else f"{name}={_show(own[key])}")
+    return ", ".join(parts)
+
+
+_ABSENT = object()
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 (hex) of a weights file, cached per process by (absolute path, size, mtime) so a sweep hashes a
+    large checkpoint once, while a file replaced in place (new size or mtime) is hashed again."""
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[memo] = h.hexdigest()
+    return _DIGESTS[memo]

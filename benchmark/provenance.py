@@ -1,0 +1,81 @@
+"""Code provenance of a run: the harness's git commit and the versions of the libraries that compute its numbers.
+
+A reused run may come from other code: the run key names the experiment, not the code that ran it. Every run records
+``git_sha`` and ``version/<library>`` tags, and ``provenance_mismatch`` tells the report (and the transfer run's own
+``provenance_mismatch`` tag) when the two runs of a pair were computed by different code.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+LIBRARIES = ("torch", "timm", "pytorch_lightning", "mlflow", "torchmetrics", "numpy")
+"""Libraries whose version is recorded on every run (``version/<name>``), besides ``version/python``."""
+
+CODE_ROOT = Path(__file__).resolve().parents[1]
+"""The checkout the running harness was imported from (its commit is the code's identity, whatever the cwd)."""
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    """``{"version/python": "3.11.9", "version/torch": "2.5.1", ...}`` of this process (computed once)."""
+    out = {"version/python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[f"version/{name}"] = str(importlib.import_module(name).__version__)
+        except (ImportError, AttributeError):
+            out[f"version/{name}"] = "absent"
+    return out
+
+
+@functools.cache
+def git_sha(root: Path = CODE_ROOT) -> str:
+    """The commit of the checkout at ``root`` (default: the harness's own, not the working directory's), 12 hex
+    digits; ``-dirty.<8 hex>`` is appended when tracked files differ from it (the digest of ``git diff HEAD``, so two
+    different uncommitted states do not look alike). ``unknown`` outside git. Cached: the code a process runs does
+    not change while it runs, even when files on disk do."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        diff = subprocess.run(
+            ["git", "diff", "HEAD", "--no-ext-diff"], cwd=root, capture_output=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{sha}-dirty.{hashlib.sha256(diff).hexdigest()[:8]}" if diff else sha
+
+
+def tags() -> dict[str, str]:
+    """Every provenance tag of a run recorded by this process: ``git_sha`` and ``version/*``."""
+    return {"git_sha": git_sha(), **versions()}
+
+
+PROVENANCE_TAGS = ("git_sha", "version/python", *(f"version/{name}" for name in LIBRARIES))
+
+
+def provenance_mismatch(transfer_tags: Mapping[str, str], baseline_tags: Mapping[str, str]) -> list[str]:
+    """What differs in code between the two runs of a pair, one line each, e.g.
+    ``"version/torch: 2.5.1 (transfer) vs 2.4.0 (baseline)"``; empty when both ran the same code.
+
+    Pure function of two runs' tags (``run.data.tags``, or a report row's ``tags.*`` with the prefix stripped).
+    A tag recorded on one run only counts as a difference (``unrecorded``); one recorded on neither (runs older than
+    these tags) does not, as nothing can be compared.
+    """
+    out = []
+    for key in PROVENANCE_TAGS:
+        a, b = _recorded(transfer_tags.get(key)), _recorded(baseline_tags.get(key))
+        if a != b:
+            out.append(f"{key}: {a or 'unrecorded'} (transfer) vs {b or 'unrecorded'} (baseline)")
+    return out
+
+
+def _recorded(value: object) -> str | None:
+    """A tag's value, or None when absent (a report frame holds NaN for a tag a run lacks)."""
+    return value if isinstance(value, str) and value else None
