@@ -75,13 +75,14 @@ def _curve(client, run_id, final, epochs, seconds_per_epoch):
         )
 
 
-# Expected values computed independently with scipy.stats.ttest_rel / t.interval and Holm by hand.
+# Expected values computed independently with scipy.stats.ttest_1samp (one-sided, against +-margin 0.01), Holm by
+# hand over the 3 cells, and scipy.stats.t.interval at level alpha * p / p_holm (the interval the verdict used).
 GOLDEN = """\
-| source       | target | strategy     | labels/class | seeds | transfer      | scratch       | delta  | 95% CI           | p (Holm) | verdict      |
-|--------------|--------|--------------|--------------|-------|---------------|---------------|--------|------------------|----------|--------------|
-| shapes       | digits | finetune     | 10           | 3     | 0.803 ± 0.009 | 0.800 ± 0.006 | +0.003 | [-0.059, +0.066] | 0.84     | inconclusive |
-| shapes       | digits | linear_probe | all          | 3     | 0.410 ± 0.006 | 0.953 ± 0.003 | -0.543 | [-0.558, -0.529] | 0.00011  | negative     |
-| synth_digits | digits | finetune     | 10           | 3     | 0.910 ± 0.006 | 0.800 ± 0.006 | +0.110 | [+0.085, +0.135] | 0.0055   | positive     |"""
+| source       | target | strategy     | labels/class | seeds | failed | diverged | transfer      | scratch       | delta  | CI (Holm level)  | p (Holm) | verdict      |
+|--------------|--------|--------------|--------------|-------|--------|----------|---------------|---------------|--------|------------------|----------|--------------|
+| shapes       | digits | finetune     | 10           | 3     | 0      | 0        | 0.803 ± 0.009 | 0.800 ± 0.006 | +0.003 | [-0.059, +0.066] | 1        | inconclusive |
+| shapes       | digits | linear_probe | all          | 3     | 0      | 0        | 0.410 ± 0.006 | 0.953 ± 0.003 | -0.543 | [-0.569, -0.518] | 0.00012  | negative     |
+| synth_digits | digits | finetune     | 10           | 3     | 0      | 0        | 0.910 ± 0.006 | 0.800 ± 0.006 | +0.110 | [+0.074, +0.146] | 0.0066   | positive     |"""
 
 
 def test_golden_table_from_a_real_store(store, tmp_path):
@@ -92,7 +93,7 @@ def test_golden_table_from_a_real_store(store, tmp_path):
     report = build_report(runs, tmp_path / "out", client, n_boot=2000)
     assert (tmp_path / "out" / "verdicts.md").read_text().strip() == GOLDEN
     csv = (tmp_path / "out" / "verdicts.csv").read_text().splitlines()
-    assert csv[0].startswith("source,target,strategy,labels/class,seeds,transfer,scratch,delta,95% CI")
+    assert csv[0].startswith("source,target,strategy,labels/class,seeds,failed,diverged,transfer,scratch,delta,CI")
     assert len(csv) == 4
     tex = (tmp_path / "out" / "verdicts.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{negative}" in tex and r"linear\_probe" in tex
