@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,9 +133,12 @@ def _sweep_run_ids(client: MlflowClient, exp_ids: list[str], sweep_id: str) -> s
         raise ValueError(f"no sweep {sweep_id!r} (a parent run tagged role=sweep) in experiments {exp_ids}")
     ids = {r.info.run_id for r in _search(client, exp_ids, f"tags.sweep_id = '{sweep_id}'")}
     for parent in parents:
-        try:
-            records = client.load_dict(f"runs:/{parent.info.run_id}/runs.json")["jobs"]
-        except Exception:
+        try:  # MlflowClient has no load_dict (the old call always failed here and reused runs were missed)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = client.download_artifacts(parent.info.run_id, "runs.json", tmp)
+                records = json.loads(Path(path).read_text())["jobs"]
+        except Exception as exc:  # a sweep still running or killed before it wrote runs.json
+            log.warning("sweep %s: no runs.json on parent run %s (%s)", sweep_id, parent.info.run_id, exc)
             continue
         for rec in records:
             ids |= {rec[k] for k in ("run_id", "baseline_run_id", "reference_run_id") if rec.get(k)}
