@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark import tracking
+from benchmark import metrics, tracking
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,12 @@ def start(
     alpha: float,
     margin: float,
 ) -> SweepState:
-    """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs."""
+    """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs.
+
+    ``metric`` must have a declared direction (``benchmark.metrics``): a typo fails here, before any training, not when
+    the sweep's verdicts are computed.
+    """
+    metrics.get(metric)
     client = tracking.open_store(tracking_uri)
     exp_id = tracking.ensure_experiment(client, experiment, artifact_root)
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)

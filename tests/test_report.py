@@ -368,3 +368,11 @@ def test_each_sweep_writes_its_own_cell_runs_and_leaves_shared_runs_alone(store,
     for rid in a:  # shared runs are not rewritten by either sweep
         tags = client.get_run(rid).data.tags
         assert "verdict" not in tags and "Cell verdict" not in tags.get("mlflow.note.content", "")
+
+
+def test_a_verdict_metric_without_a_direction_fails_before_the_sweep_starts(store, tmp_path):
+    from benchmark import sweep
+
+    with pytest.raises(ValueError, match=r"unknown metric 'test/accuracy'.*test/acc"):
+        sweep.start(store, "bad", None, tmp_path / "s", [], "sha", "test/accuracy", 0.05, 0.01)
+    assert not (tmp_path / "s").exists()
