@@ -487,15 +487,27 @@ VERDICT_COLOURS = {
 }
 
 
+def _by_variant(cells: pd.DataFrame, *keys: str):
+    """``groupby`` over ``keys`` with the cell's ``variant`` after the first key: cells that differ only in their
+    variant (frozen stages, epochs...) are different experiments and never share a panel, a line or a ranking."""
+    cells = cells.assign(variant=cells.get("variant", ""))
+    cols = [keys[0], "variant", *keys[1:]]
+    return cells.groupby(cols)
+
+
+def _slug(variant: str) -> str:
+    return "" if not variant else "__" + "".join(ch if ch.isalnum() or ch in "=.-" else "_" for ch in variant)
+
+
 def heatmaps(cells: pd.DataFrame, out: Path, metric: str) -> list[Path]:
-    """Source × target mean-delta heatmap per strategy (one panel per label budget), diverging around 0;
+    """Source × target mean-delta heatmap per strategy and variant (one panel per label budget), diverging around 0;
     cells with a negative verdict are outlined and marked."""
     plt = _plt()
     from matplotlib.colors import TwoSlopeNorm
 
     files = []
     lim = max(float(np.nanmax(np.abs(cells["delta"].to_numpy(dtype=float)))), 1e-3) if len(cells) else 1.0
-    for strategy, sc in cells.groupby("strategy"):
+    for (strategy, variant), sc in _by_variant(cells, "strategy"):
         budgets = sorted(sc["label_budget"].unique(), key=budget_order)
         sources, targets = sorted(sc["source"].unique()), sorted(sc["target"].unique())
         fig, axes = plt.subplots(
@@ -521,8 +533,9 @@ def heatmaps(cells: pd.DataFrame, out: Path, metric: str) -> list[Path]:
                 ax.set_yticks(range(len(sources)), sources)
             ax.set_title(f"{budget} labels/class", fontsize=9)
         fig.colorbar(im, ax=axes[0].tolist(), label=f"Δ {metric} (> 0: transfer better)")
-        fig.suptitle(f"{strategy}: mean delta over seeds; (+)/(−) = verdict, outlined = negative", fontsize=10, y=1.06)
-        path = out / f"heatmap_{strategy}.png"
+        name = f"{strategy} ({variant})" if variant else strategy
+        fig.suptitle(f"{name}: mean delta over seeds; (+)/(−) = verdict, outlined = negative", fontsize=10, y=1.06)
+        path = out / f"heatmap_{strategy}{_slug(variant)}.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         files.append(path)
@@ -607,10 +620,10 @@ def data_efficiency(cells: pd.DataFrame, out: Path, metric: str) -> tuple[Path |
         scratch = g.groupby("label_budget")[["scratch_mean", "scratch_se"]].first().reindex(budgets)
         ax.errorbar(range(len(budgets)), scratch["scratch_mean"], yerr=scratch["scratch_se"], color="black", ls="--",
                     marker="s", label="scratch", capsize=2)  # fmt: skip
-        for i, (strategy, sg) in enumerate(g.groupby("strategy")):
+        for i, ((strategy, variant), sg) in enumerate(_by_variant(g, "strategy")):
             sg = sg.set_index("label_budget").reindex(budgets)
             ax.errorbar(range(len(budgets)), sg["transfer_mean"], yerr=sg["transfer_se"], marker="o", capsize=2,
-                        color=f"C{i}", label=strategy)  # fmt: skip
+                        color=f"C{i}", label=f"{strategy} ({variant})" if variant else strategy)  # fmt: skip
             helped, cross = False, None
             for b in budgets:
                 d = sg.loc[b, "delta"]
@@ -621,7 +634,8 @@ def data_efficiency(cells: pd.DataFrame, out: Path, metric: str) -> tuple[Path |
                 elif helped:
                     cross = b
                     break
-            crossovers.append({"source": source, "target": target, "strategy": strategy, "crossover": cross})
+            crossovers.append({"source": source, "target": target, "strategy": strategy, "variant": variant,
+                               "crossover": cross})  # fmt: skip
             if cross is not None:
                 ax.axvline(x[cross], color=f"C{i}", ls=":", lw=1.2)
                 ax.annotate(f"{strategy} stops helping", (x[cross], ax.get_ylim()[0]), fontsize=7, color=f"C{i}",
@@ -686,7 +700,7 @@ def score_correlations(cells: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
         return pd.DataFrame()
     merged = cells.merge(scores, on=["source", "target"], how="inner")
     rows = []
-    for (strategy, budget), g in merged.groupby(["strategy", "label_budget"]):
+    for (strategy, variant, budget), g in _by_variant(merged, "strategy", "label_budget"):
         for score in metric_schema.SCORES:
             if score not in g:
                 continue
@@ -699,7 +713,7 @@ def score_correlations(cells: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFram
                 wtau = stats.weightedtau(sign * sub[score].to_numpy(), sub["delta"].to_numpy()).statistic
             min_p = min(1.0, 2 / math.factorial(n)) if n else 1.0
             note = "" if min_p < 0.05 else f"{n} pairs: p >= {min_p:.2g}, cannot reach significance"
-            rows.append({"strategy": strategy, "label_budget": budget, "score": score, "pairs": n,
+            rows.append({"strategy": strategy, "variant": variant, "label_budget": budget, "score": score, "pairs": n,
                          "kendall_tau": tau, "p": p, "min_p": min_p, "weighted_tau": wtau, "note": note})  # fmt: skip
     return pd.DataFrame(rows)
 

@@ -247,11 +247,17 @@ def test_cells_are_experiments_not_tag_tuples(store, tmp_path):
              start_ms=t + 10 + seed)  # fmt: skip
         _log(client, exp, f"fs3_{seed}", _transfer_tags(seed, "cellB", "frozen_stages=3"), {"test/acc": base - 0.20},
              start_ms=t + 20 + seed)  # fmt: skip
+    for seed, base in enumerate([0.90, 0.91, 0.89]):  # a second label budget: figures must keep variants apart
+        _log(client, exp, f"base10_{seed}", _base_tags(seed, "10"), {"test/acc": base})
+        for cell, variant, gain in (("cellA10", "frozen_stages=1", 0.05), ("cellB10", "frozen_stages=3", -0.1)):
+            _log(client, exp, f"{cell}_{seed}", _transfer_tags(seed, cell, variant, budget="10"),
+                 {"test/acc": base + gain + 0.01 * seed})  # fmt: skip
     # an older run of cellA seed 0 under another run key (e.g. rerun=1): only the newest is counted
     _log(client, exp, "fs1_0_old", _transfer_tags(0, "cellA", "frozen_stages=1", run_key="t-cellA-0-rerun"),
          {"test/acc": 0.20}, start_ms=t - 100)  # fmt: skip
     runs = load_runs("cells", client=client)
-    cells = summarize(runs, n_boot=200).set_index("variant")
+    cells = summarize(runs, n_boot=200)
+    cells = cells[cells["label_budget"] == "5"].set_index("variant")
     assert sorted(cells.index) == ["frozen_stages=1", "frozen_stages=3"]
     assert cells.loc["frozen_stages=1", "n"] == 3 and cells.loc["frozen_stages=3", "n"] == 3
     assert cells.loc["frozen_stages=1", "delta"] == pytest.approx(0.10)
@@ -263,9 +269,12 @@ def test_cells_are_experiments_not_tag_tuples(store, tmp_path):
     table = (tmp_path / "verdicts.md").read_text()
     assert "| variant " in table and "frozen_stages=3" in table
     assert "only the newest of each was counted" in report.markdown
+    assert {"heatmap_partial_finetune__frozen_stages=1.png", "data_efficiency.png"} <= {f.name for f in report.files}
+    crossovers = (tmp_path / "crossovers.csv").read_text()
+    assert "frozen_stages=1" in crossovers and "frozen_stages=3" in crossovers
     # runs recorded before cell_key existed fall back to the tag tuple (and get no variant column)
     legacy = runs.drop(columns=["tags.cell_key", "tags.variant"])
-    legacy = legacy[legacy["run_name"] != "fs1_0_old"]
+    legacy = legacy[(legacy["run_name"] != "fs1_0_old") & (legacy["tags.label_budget"] == "5")]
     pooled = summarize(legacy, n_boot=200)
     assert len(pooled) == 1 and pooled.loc[0, "n"] == 3 and pooled.loc[0, "duplicates"] == 3
 
