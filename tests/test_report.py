@@ -385,3 +385,24 @@ def test_a_verdict_metric_without_a_direction_fails_before_the_sweep_starts(stor
     with pytest.raises(ValueError, match=r"unknown metric 'test/accuracy'.*test/acc"):
         sweep.start(store, "bad", None, tmp_path / "s", [], "sha", "test/accuracy", 0.05, 0.01)
     assert not (tmp_path / "s").exists()
+
+
+def test_kendall_tau_over_few_pairs_says_it_cannot_reach_significance():
+    import pandas as pd
+
+    from benchmark.report import score_correlations
+
+    def frame(n):
+        cells = pd.DataFrame({"source": [f"s{i}" for i in range(n)], "target": "digits", "strategy": "finetune",
+                              "label_budget": "5", "variant": "", "delta": np.linspace(-0.1, 0.1, n)})  # fmt: skip
+        scores = pd.DataFrame({"source": [f"s{i}" for i in range(n)], "target": "digits",
+                               "transfer/logme": np.arange(n, dtype=float), "similarity/mmd": np.arange(n, 0, -1.0)})  # fmt: skip
+        return score_correlations(cells, scores).set_index("score")
+
+    four = frame(4)
+    assert four.loc["transfer/logme", "kendall_tau"] == pytest.approx(1.0)
+    assert four.loc["similarity/mmd", "kendall_tau"] == pytest.approx(1.0), "a distance is oriented: lower is better"
+    assert four.loc["transfer/logme", "min_p"] == pytest.approx(2 / 24)
+    assert "cannot reach significance" in four.loc["transfer/logme", "note"]
+    five = frame(5)
+    assert five.loc["transfer/logme", "min_p"] == pytest.approx(2 / 120) and five.loc["transfer/logme", "note"] == ""
