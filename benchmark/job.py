@@ -23,6 +23,7 @@ from benchmark import provenance, tracking
 from benchmark.callbacks import Diverged, RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled
 from benchmark.features import cached_split_features, file_digest
+from benchmark.metrics import DELTA_METRICS
 from benchmark.sources.models import (
     FileWeights,
     NoWeights,
@@ -37,10 +38,6 @@ from benchmark.train import Budget, TrainerSettings, fit_and_test
 from benchmark.util import file_lock, stable_hash
 
 log = logging.getLogger(__name__)
-
-DELTA_METRICS = ("test/acc", "test/f1_macro", "test/ece", "test/loss", "test/nmi", "test/ari", "test/auroc")
-"""Metrics whose difference transfer − baseline is logged as ``delta/<metric>`` (for ece and loss, lower is better;
-nmi, ari and auroc are the unsupervised strategies' scores)."""
 
 
 RERUN = ("none", "failed", "all")

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark import tracking
+from benchmark.metrics import SCORES, sign
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -45,12 +46,11 @@ def rank_sources(target: str, sources: list[str], overrides: list[str], ctx) -> 
 
 def main(argv: list[str] | None = None) -> int:
     from benchmark.report import _frame_markdown
-    from benchmark.scoring import DIRECTION
 
     parser = argparse.ArgumentParser(prog="python -m benchmark.rank", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="a conf/target option, e.g. digits")
     parser.add_argument("--sources", default=None, help="comma-separated conf/source options (default: all)")
-    parser.add_argument("--by", default="transfer/logme", choices=sorted(DIRECTION), help="score to rank by")
+    parser.add_argument("--by", default="transfer/logme", choices=sorted(SCORES), help="score to rank by")
     parser.add_argument("--tracking-uri", default=None)
     parser.add_argument("--experiment", default="rank")
     parser.add_argument("--cache-dir", default=None, help="default: .cache in the current directory")
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if table.empty:
         print("no source could be scored:\n  " + "\n  ".join(skipped))
         return 1
-    table = table.sort_values(args.by, ascending=DIRECTION[args.by] < 0).reset_index(drop=True)
+    table = table.sort_values(args.by, ascending=sign(args.by) < 0).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     seconds = time.perf_counter() - t0
     text = _frame_markdown(table.drop(columns=["time/scores_s"], errors="ignore"))
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                                  {"role": "rank", "target": args.target, "rank_by": args.by})  # fmt: skip
     client.log_text(run_id, text + ("\n\nNot scored:\n" + "\n".join(skipped) if skipped else ""), "ranking.md")
     client.log_text(run_id, table.to_csv(index=False), "ranking.csv")
-    metrics = {f"{r['source']}/{k}": r[k] for _, r in table.iterrows() for k in DIRECTION if k in r and pd.notna(r[k])}
+    metrics = {f"{r['source']}/{k}": r[k] for _, r in table.iterrows() for k in SCORES if k in r and pd.notna(r[k])}
     tracking.log_metrics(client, run_id, {**metrics, "time/rank_s": seconds})
     tracking.set_tags(client, run_id, {tracking.NOTE_TAG: f"Sources for `{args.target}` by `{args.by}`\n\n{text}"})
     tracking.end_run(client, run_id)

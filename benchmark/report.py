@@ -5,9 +5,11 @@ Reads recorded runs only, so it works on any past sweep and on a store copied fr
     python -m benchmark.report --experiment quickstart --out reports/quickstart
     python -m benchmark.report --experiment quickstart --sweep 20261129-015016-764c --tracking-uri sqlite:////abs/mlflow.db
 
-A cell is (source, target, strategy, label budget); its seeds pair each transfer run with the scratch run of the same
-``baseline_key`` (same architecture, preprocessing, target, label subset, seed and budget). The statistics and the
-verdict rule are documented in ``benchmark.stats``. The same report is written to each sweep's parent run at the end
+A cell is one experiment over seeds: the runs sharing a ``cell_key`` tag (the run identity minus the seed; runs
+recorded before that tag existed fall back to (source, target, strategy, label budget)); its seeds pair each transfer
+run with the baseline run of the same ``baseline_key`` (same architecture, preprocessing, target, label subset, seed
+and budget). The statistics and the verdict rule are documented in ``benchmark.stats``, metric directions in
+``benchmark.metrics``. The same report is written to each sweep's parent run at the end
 of the sweep (``report/`` artifacts, headline metrics, the verdict table as the run description).
 """
 
@@ -18,6 +20,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +29,19 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from benchmark.stats import INSUFFICIENT, NEGATIVE, POSITIVE, adjust, paired_summary
+from benchmark import metrics as metric_schema
+from benchmark.stats import EQUIVALENT, INCONCLUSIVE, INSUFFICIENT, NEGATIVE, POSITIVE, VERDICTS, adjust, paired_summary
 
 log = logging.getLogger(__name__)
 
 CELL = ["source", "target", "strategy", "label_budget"]
+CI_COLUMN, P_COLUMN = "CI (Holm level)", "p (Holm)"
 TABLE_COLUMNS = [
-    "source", "target", "strategy", "labels/class", "seeds", "transfer", "scratch", "delta", "95% CI", "p (Holm)",
-    "verdict",
+    "source", "target", "strategy", "labels/class", "seeds", "failed", "diverged", "transfer", "scratch", "delta",
+    CI_COLUMN, P_COLUMN, "verdict",
 ]  # fmt: skip
+INCOMPLETE = "incomplete"
+"""Marks a cell with failed or diverged seeds (a diverging transfer run is evidence, not noise to drop)."""
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -47,13 +54,16 @@ def load_runs(
     sweep_ids: Sequence[str] | None = None,
     roles: Sequence[str] | None = ("baseline", "transfer"),
     client: MlflowClient | None = None,
+    include_failed: bool = False,
 ) -> pd.DataFrame:
-    """One row per FINISHED run: ``run_id``, ``run_name``, ``status``, ``start_time``, then ``tags.*``, ``params.*``
-    and ``metrics.*`` columns (MLflow's own naming), for a notebook or for ``summarize``.
+    """One row per FINISHED run (and FAILED/KILLED ones with ``include_failed``, which ``summarize`` counts per
+    cell): ``run_id``, ``run_name``, ``status``, ``start_time``, then ``tags.*``, ``params.*`` and ``metrics.*``
+    columns (MLflow's own naming), for a notebook or for ``summarize``.
 
     ``sweep_ids`` restricts to the runs each sweep used (trained or reused), read from the sweep's parent run
     (``runs.json``), falling back to the runs tagged with that ``sweep_id``. Runs with the same ``run_key`` are
-    deduplicated (newest kept). ``roles`` filters on the ``role`` tag (None keeps all, parent runs included).
+    deduplicated (newest kept, a FINISHED one before any failed one). ``roles`` filters on the ``role`` tag (None
+    keeps all, parent runs included).
     """
     client = client or MlflowClient(tracking_uri or _default_uri())
     exp = client.get_experiment_by_name(experiment) if experiment else None
@@ -62,6 +72,9 @@ def load_runs(
         raise ValueError(f"no MLflow experiment {experiment!r} in {client.tracking_uri}; experiments: {names}")
     exp_ids = [exp.experiment_id] if exp else [e.experiment_id for e in client.search_experiments()]
     runs = _search(client, exp_ids, "attributes.status = 'FINISHED'")
+    if include_failed:
+        runs += _search(client, exp_ids, "attributes.status = 'FAILED'")
+        runs += _search(client, exp_ids, "attributes.status = 'KILLED'")
     if sweep_ids:
         wanted: set[str] = set()
         for sweep_id in sweep_ids:
@@ -73,8 +86,10 @@ def load_runs(
     if roles is not None and "tags.role" in df:
         df = df[df["tags.role"].isin(roles)]
     if "tags.run_key" in df:
-        keyed = df[df["tags.run_key"].notna()].sort_values("start_time").drop_duplicates("tags.run_key", keep="last")
-        df = pd.concat([keyed, df[df["tags.run_key"].isna()]])
+        df["_ok"] = df["status"] == "FINISHED"
+        keyed = df[df["tags.run_key"].notna()].sort_values(["_ok", "start_time"])
+        keyed = keyed.drop_duplicates("tags.run_key", keep="last")
+        df = pd.concat([keyed, df[df["tags.run_key"].isna()]]).drop(columns="_ok")
     return df.sort_values("start_time").reset_index(drop=True)
 
 
@@ -118,9 +133,12 @@ def _sweep_run_ids(client: MlflowClient, exp_ids: list[str], sweep_id: str) -> s
         raise ValueError(f"no sweep {sweep_id!r} (a parent run tagged role=sweep) in experiments {exp_ids}")
     ids = {r.info.run_id for r in _search(client, exp_ids, f"tags.sweep_id = '{sweep_id}'")}
     for parent in parents:
-        try:
-            records = client.load_dict(f"runs:/{parent.info.run_id}/runs.json")["jobs"]
-        except Exception:
+        try:  # MlflowClient has no load_dict (the old call always failed here and reused runs were missed)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = client.download_artifacts(parent.info.run_id, "runs.json", tmp)
+                records = json.loads(Path(path).read_text())["jobs"]
+        except Exception as exc:  # a sweep still running or killed before it wrote runs.json
+            log.warning("sweep %s: no runs.json on parent run %s (%s)", sweep_id, parent.info.run_id, exc)
             continue
         for rec in records:
             ids |= {rec[k] for k in ("run_id", "baseline_run_id", "reference_run_id") if rec.get(k)}
@@ -139,7 +157,21 @@ def budget_order(value: str) -> float:
         return math.inf
 
 
-HIGHER_IS_BETTER = ("acc", "f1_macro", "nmi", "ari", "auroc")
+def cell_ids(runs: pd.DataFrame) -> pd.Series:
+    """Each run's cell: its ``cell_key`` tag (the run identity minus the seed), or for runs recorded before that tag
+    existed the (source, target, strategy, label budget) tags; NaN when a run carries neither (it cannot be placed).
+
+    The ``cell_key`` keeps apart what the tags alone pool: sweeps over ``strategy.frozen_stages``, ``budget.epochs``,
+    ``selection``, the preprocessing, or two checkpoints of ``source=local_file``.
+    """
+    legacy = pd.Series(math.nan, index=runs.index, dtype=object)
+    cols = [f"tags.{c}" for c in CELL]
+    if all(c in runs for c in cols):
+        complete = runs[cols].notna().all(axis=1)
+        legacy[complete] = "tags:" + runs.loc[complete, cols].astype(str).agg("|".join, axis=1)
+    if "tags.cell_key" not in runs:
+        return legacy
+    return runs["tags.cell_key"].where(runs["tags.cell_key"].notna(), legacy)
 
 
 def summarize(
@@ -152,39 +184,62 @@ def summarize(
 ) -> pd.DataFrame:
     """One row per cell with paired statistics, Holm-adjusted p-values and verdicts (see ``benchmark.stats``).
 
+    Cells are ``cell_ids`` (the ``cell_key`` tag, else the tag tuple); ``variant`` (a tag) tells apart cells that
+    share (source, target, strategy, label budget). Only FINISHED runs enter the statistics; within a cell, two
+    FINISHED runs of the same seed are never both counted (the newest is kept; ``duplicates`` counts the others).
+    FAILED/KILLED transfer runs (``load_runs(include_failed=True)``) of a seed with no FINISHED run are counted as
+    ``failed`` or, when tagged ``diverged``, ``diverged``; a cell with any is ``incomplete``.
+
     ``against="baseline"`` pairs every transfer run with its baseline (``baseline_key``: scratch, or the random-init
     network of the unsupervised strategies); ``against="reference"`` pairs the runs that have a reference
     (``reference_key``: domain adaptation against ``source_only``) with it, as a separate family for Holm.
     A run tagged ``metric`` (clustering: ``test/nmi``) is compared on that metric instead of ``metric``; the
-    ``metric`` column says which.
+    ``metric`` column says which. ``delta`` is oriented by the metric's direction (``benchmark.metrics``):
+    positive means transfer did better, on a loss as on an accuracy.
 
-    Columns: the cell keys, ``n`` (paired seeds), ``unpaired`` (transfer runs whose baseline is missing: shown,
-    never dropped), ``transfer_mean``/``transfer_se``, ``scratch_mean``/``scratch_se``, ``delta``, ``se``,
-    ``ci_low``/``ci_high`` (t), ``boot_low``/``boot_high``, ``p``, ``p_wilcoxon``, ``p_holm``, ``nt_gap`` (the
+    Columns: the cell keys, ``variant``, ``cell``, ``metric``, ``n`` (paired seeds), ``unpaired`` (transfer runs
+    whose baseline is missing: shown, never dropped), ``failed``, ``diverged``, ``duplicates``, ``incomplete``,
+    ``transfer_mean``/``transfer_se``, ``scratch_mean``/``scratch_se`` (raw metric values), ``delta``, ``se``,
+    ``ci_low``/``ci_high`` (unadjusted t), ``adj_low``/``adj_high`` (the interval the verdict used),
+    ``boot_low``/``boot_high``, ``p`` (δ = 0, NaN at zero variance), ``p_direction``, ``p_equivalence``,
+    ``p_wilcoxon``, ``p_holm`` (directional, adjusted), ``p_equivalence_holm``, ``zero_variance``, ``nt_gap`` (the
     negative-transfer gap of Wang et al., CVPR 2019: error(transfer) − error(scratch), positive = negative transfer;
-    for accuracy it is −delta), ``verdict``, ``seeds`` and ``run_ids``.
+    −delta), ``verdict``, ``seeds`` and ``run_ids``.
     """
     if runs.empty or "tags.role" not in runs:
         return pd.DataFrame()
     if against not in ("baseline", "reference"):
         raise ValueError(f"against must be 'baseline' or 'reference', got {against!r}")
+    metric_schema.get(metric)  # an unknown metric names the valid ones before any work
     pair_tag = f"tags.{against}_key"
+    runs = runs.assign(status=runs.get("status", "FINISHED"))
+    finished = runs[runs["status"] == "FINISHED"]
     transfer = runs[runs["tags.role"] == "transfer"]
     if pair_tag not in transfer:
         return pd.DataFrame()
     transfer = transfer[transfer[pair_tag].notna()] if against == "reference" else transfer
+    transfer = transfer.assign(_cell=cell_ids(transfer))
+    transfer = transfer[transfer["_cell"].notna()]
     partner_role = "baseline" if against == "baseline" else "transfer"
-    baselines = runs[runs["tags.role"] == partner_role].set_index("tags.run_key")
+    partners = finished[finished["tags.role"] == partner_role].sort_values("start_time")
+    baselines = partners.drop_duplicates("tags.run_key", keep="last").set_index("tags.run_key")
     rows, summaries = [], []
-    for key, group in transfer.groupby([f"tags.{c}" for c in CELL], sort=False):
-        group = group.sort_values("tags.seed", key=lambda s: s.astype(int))
+    for cell, group in transfer.groupby("_cell", sort=False):
+        ok = group[group["status"] == "FINISHED"].sort_values("start_time")
+        repeated = ok.duplicated("tags.seed", keep="last")
+        ok = ok[~repeated].sort_values("tags.seed", key=lambda s: s.astype(int))
+        lost = group[(group["status"] != "FINISHED") & ~group["tags.seed"].isin(ok["tags.seed"])]
+        lost = lost.sort_values("start_time").drop_duplicates("tags.seed", keep="last")
+        diverged = int((lost["tags.diverged"] == "true").sum()) if "tags.diverged" in lost else 0
+        first = group.iloc[0]
         cell_metric = metric
         if "tags.metric" in group and group["tags.metric"].notna().any():
             cell_metric = str(group["tags.metric"].dropna().iloc[0])
+        sign = metric_schema.sign(cell_metric)
         col = f"metrics.{cell_metric}"
         t_vals, b_vals, deltas, seeds = [], [], [], []
         unpaired = 0
-        for _, run in group.iterrows():
+        for _, run in ok.iterrows():
             value = run.get(col, math.nan)
             base = baselines.loc[run[pair_tag]] if run.get(pair_tag) in baselines.index else None
             t_vals.append(value)
@@ -192,41 +247,48 @@ def summarize(
                 unpaired += 1
                 continue
             b_vals.append(float(base[col]))
-            deltas.append(float(value) - float(base[col]))
+            deltas.append(sign * (float(value) - float(base[col])))
             seeds.append(int(run["tags.seed"]))
         s = paired_summary(deltas, alpha=alpha, margin=margin, n_boot=n_boot)
         summaries.append(s)
+        variant = first.get("tags.variant", "")
         rows.append(
             {
-                **dict(zip(CELL, key, strict=True)),
+                **{c: first[f"tags.{c}"] for c in CELL},
+                "variant": "" if pd.isna(variant) else str(variant),
+                "cell": cell,
                 "metric": cell_metric,
                 "n": s.n,
                 "unpaired": unpaired,
+                "failed": len(lost) - diverged,
+                "diverged": diverged,
+                "duplicates": int(repeated.sum()),
+                "incomplete": len(lost) > 0,
                 "transfer_mean": _mean(t_vals),
                 "transfer_se": _se(t_vals),
                 "scratch_mean": _mean(b_vals),
                 "scratch_se": _se(b_vals),
-                "delta": s.mean,
-                "se": s.se,
-                "ci_low": s.ci_low,
-                "ci_high": s.ci_high,
-                "boot_low": s.boot_low,
-                "boot_high": s.boot_high,
-                "p": s.p_value,
-                "p_wilcoxon": s.p_wilcoxon,
                 "seeds": seeds,
-                "run_ids": group["run_id"].tolist(),
+                "run_ids": ok["run_id"].tolist(),
+                "lost_run_ids": lost["run_id"].tolist(),
             }
         )
-    for row, s in zip(rows, adjust(summaries, alpha=alpha, margin=margin), strict=True):
-        row["p_holm"] = s.p_adjusted
-        row["verdict"] = s.verdict
-        row["nt_gap"] = -row["delta"] if row["metric"].endswith(HIGHER_IS_BETTER) else row["delta"]
+    for row, s in zip(rows, adjust(summaries), strict=True):
+        row.update(
+            {
+                "delta": s.mean, "se": s.se, "ci_low": s.ci_low, "ci_high": s.ci_high, "adj_low": s.adj_low,
+                "adj_high": s.adj_high, "boot_low": s.boot_low, "boot_high": s.boot_high, "p": s.p_value,
+                "p_direction": s.p_direction, "p_equivalence": s.p_equivalence, "p_wilcoxon": s.p_wilcoxon,
+                "p_holm": s.p_adjusted, "p_equivalence_holm": s.p_equivalence_adjusted,
+                "zero_variance": s.zero_variance, "nt_gap": -s.mean, "verdict": s.verdict,
+            }
+        )  # fmt: skip
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     df["_b"] = df["label_budget"].map(budget_order)
-    return df.sort_values(["source", "target", "strategy", "_b"]).drop(columns="_b").reset_index(drop=True)
+    df = df.sort_values(["source", "target", "strategy", "variant", "_b"]).drop(columns="_b")
+    return df.reset_index(drop=True)
 
 
 def _mean(v: Sequence[float]) -> float:
@@ -249,27 +311,51 @@ def _pm(mean: float, se: float) -> str:
     return f"{mean:.3f}" if pd.isna(se) else f"{mean:.3f} ± {se:.3f}"
 
 
+def family(cells: pd.DataFrame) -> int:
+    """How many cells a table's Holm family holds: its cells with at least 2 paired seeds."""
+    return int((cells["n"] >= 2).sum()) if len(cells) else 0
+
+
+def _p(value: float, zero_variance: bool) -> str:
+    if zero_variance:
+        return "n/a"
+    return "—" if pd.isna(value) else f"{value:.2g}"
+
+
+def verdict_text(c) -> str:
+    """A cell's verdict as shown: marked ``incomplete`` when seeds failed or diverged."""
+    return f"{c.verdict} ({INCOMPLETE})" if c.incomplete else c.verdict
+
+
 def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = "scratch") -> list[dict[str, str]]:
-    """Display rows of ``summarize``'s cells; a ``metric`` column appears when some cell is not on ``metric``;
-    ``reference`` names the compared column (``scratch``, or ``source_only`` for the reference table)."""
+    """Display rows of ``summarize``'s cells; a ``variant`` column appears when some cell has one, a ``metric``
+    column when some cell is not on ``metric``; ``reference`` names the compared column (``scratch``, or
+    ``source_only`` for the reference table). The interval is the one the verdict used (``adj_low``/``adj_high``);
+    the p-value is the adjusted p of the test behind the verdict (equivalence for ``equivalent``, else directional).
+    """
     rows = []
     show_metric = "metric" in cells and (cells["metric"] != (metric or "test/acc")).any()
+    show_variant = "variant" in cells and (cells["variant"] != "").any()
     for _, c in cells.iterrows():
-        ci = "—" if pd.isna(c.ci_low) else f"[{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+        ci = "—" if pd.isna(c.adj_low) else f"[{c.adj_low:+.3f}, {c.adj_high:+.3f}]"
+        p = c.p_equivalence_holm if c.verdict == EQUIVALENT else c.p_holm
         rows.append(
             {
                 "source": c.source,
                 "target": c.target,
                 "strategy": c.strategy,
+                **({"variant": c.variant or "—"} if show_variant else {}),
                 "labels/class": c.label_budget,
                 **({"metric": c.metric} if show_metric else {}),
                 "seeds": str(c.n) + (f" (+{c.unpaired} unpaired)" if c.unpaired else ""),
+                "failed": str(c.failed),
+                "diverged": str(c.diverged),
                 "transfer": _pm(c.transfer_mean, c.transfer_se),
                 reference: _pm(c.scratch_mean, c.scratch_se),
                 "delta": "—" if pd.isna(c.delta) else f"{c.delta:+.3f}",
-                "95% CI": ci,
-                "p (Holm)": "—" if pd.isna(c.p_holm) else f"{c.p_holm:.2g}",
-                "verdict": c.verdict,
+                CI_COLUMN: ci,
+                P_COLUMN: _p(p, c.zero_variance),
+                "verdict": verdict_text(c),
             }
         )
     return rows
@@ -289,7 +375,7 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
 
 
 def latex_table(rows: list[dict[str, str]], caption: str = "Transfer versus scratch") -> str:
-    """A booktabs table (``\\usepackage{booktabs}``); verdicts in bold when positive or negative."""
+    """A booktabs table (``\\usepackage{booktabs}``); verdicts in bold when positive, negative or equivalent."""
 
     def esc(text: str) -> str:
         for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
@@ -311,7 +397,7 @@ def latex_table(rows: list[dict[str, str]], caption: str = "Transfer versus scra
     ]
     for r in rows:
         cells = [esc(r[c]) for c in cols]
-        if r["verdict"] in (POSITIVE, NEGATIVE):
+        if r["verdict"].split(" (")[0] in (POSITIVE, NEGATIVE, EQUIVALENT):
             cells[-1] = rf"\textbf{{{cells[-1]}}}"
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
@@ -392,18 +478,36 @@ def _plt():
     return plt
 
 
-VERDICT_COLOURS = {POSITIVE: "#1a9850", NEGATIVE: "#d73027", "inconclusive": "#7f7f7f", INSUFFICIENT: "#bbbbbb"}
+VERDICT_COLOURS = {
+    POSITIVE: "#1a9850",
+    NEGATIVE: "#d73027",
+    EQUIVALENT: "#4575b4",
+    INCONCLUSIVE: "#7f7f7f",
+    INSUFFICIENT: "#bbbbbb",
+}
+
+
+def _by_variant(cells: pd.DataFrame, *keys: str):
+    """``groupby`` over ``keys`` with the cell's ``variant`` after the first key: cells that differ only in their
+    variant (frozen stages, epochs...) are different experiments and never share a panel, a line or a ranking."""
+    cells = cells.assign(variant=cells.get("variant", ""))
+    cols = [keys[0], "variant", *keys[1:]]
+    return cells.groupby(cols)
+
+
+def _slug(variant: str) -> str:
+    return "" if not variant else "__" + "".join(ch if ch.isalnum() or ch in "=.-" else "_" for ch in variant)
 
 
 def heatmaps(cells: pd.DataFrame, out: Path, metric: str) -> list[Path]:
-    """Source × target mean-delta heatmap per strategy (one panel per label budget), diverging around 0;
+    """Source × target mean-delta heatmap per strategy and variant (one panel per label budget), diverging around 0;
     cells with a negative verdict are outlined and marked."""
     plt = _plt()
     from matplotlib.colors import TwoSlopeNorm
 
     files = []
     lim = max(float(np.nanmax(np.abs(cells["delta"].to_numpy(dtype=float)))), 1e-3) if len(cells) else 1.0
-    for strategy, sc in cells.groupby("strategy"):
+    for (strategy, variant), sc in _by_variant(cells, "strategy"):
         budgets = sorted(sc["label_budget"].unique(), key=budget_order)
         sources, targets = sorted(sc["source"].unique()), sorted(sc["target"].unique())
         fig, axes = plt.subplots(
@@ -428,9 +532,10 @@ def heatmaps(cells: pd.DataFrame, out: Path, metric: str) -> list[Path]:
             if k == 0:
                 ax.set_yticks(range(len(sources)), sources)
             ax.set_title(f"{budget} labels/class", fontsize=9)
-        fig.colorbar(im, ax=axes[0].tolist(), label=f"Δ {metric} (transfer − scratch)")
-        fig.suptitle(f"{strategy}: mean delta over seeds; (+)/(−) = verdict, outlined = negative", fontsize=10, y=1.06)
-        path = out / f"heatmap_{strategy}.png"
+        fig.colorbar(im, ax=axes[0].tolist(), label=f"Δ {metric} (> 0: transfer better)")
+        name = f"{strategy} ({variant})" if variant else strategy
+        fig.suptitle(f"{name}: mean delta over seeds; (+)/(−) = verdict, outlined = negative", fontsize=10, y=1.06)
+        path = out / f"heatmap_{strategy}{_slug(variant)}.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         files.append(path)
@@ -438,22 +543,24 @@ def heatmaps(cells: pd.DataFrame, out: Path, metric: str) -> list[Path]:
 
 
 def forest_plot(cells: pd.DataFrame, out: Path, metric: str, margin: float) -> Path:
-    """Every cell's mean delta with its 95% t-interval, coloured by verdict."""
+    """Every cell's mean delta with the interval its verdict used (Holm level), coloured by verdict."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.32 * max(len(cells), 1)))
     labels = []
     for i, (_, c) in enumerate(cells.iloc[::-1].iterrows()):
         colour = VERDICT_COLOURS.get(c.verdict, "black")
-        if not pd.isna(c.ci_low):
-            ax.plot([c.ci_low, c.ci_high], [i, i], color=colour, lw=2)
+        if not pd.isna(c.adj_low):
+            ax.plot([c.adj_low, c.adj_high], [i, i], color=colour, lw=2)
         ax.plot([c.delta], [i], "o", color=colour)
-        labels.append(f"{c.source} → {c.target} · {c.strategy} · {c.label_budget}/class (n={c.n})")
+        variant = f" · {c.variant}" if c.get("variant") else ""
+        mark = f", {INCOMPLETE}" if c.get("incomplete") else ""
+        labels.append(f"{c.source} → {c.target} · {c.strategy}{variant} · {c.label_budget}/class (n={c.n}{mark})")
     ax.axvline(0, color="black", lw=0.8)
     for m in (-margin, margin):
         if margin:
             ax.axvline(m, color="grey", lw=0.8, ls=":")
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
-    ax.set_xlabel(f"Δ {metric} (transfer − scratch), 95% CI over seeds")
+    ax.set_xlabel(f"Δ {metric} (> 0: transfer better), interval at each cell's Holm level")
     handles = [plt.Line2D([], [], color=c, marker="o", label=v) for v, c in VERDICT_COLOURS.items()]
     ax.legend(handles=handles, fontsize=7, loc="best")
     path = out / "forest.png"
@@ -513,10 +620,10 @@ def data_efficiency(cells: pd.DataFrame, out: Path, metric: str) -> tuple[Path |
         scratch = g.groupby("label_budget")[["scratch_mean", "scratch_se"]].first().reindex(budgets)
         ax.errorbar(range(len(budgets)), scratch["scratch_mean"], yerr=scratch["scratch_se"], color="black", ls="--",
                     marker="s", label="scratch", capsize=2)  # fmt: skip
-        for i, (strategy, sg) in enumerate(g.groupby("strategy")):
+        for i, ((strategy, variant), sg) in enumerate(_by_variant(g, "strategy")):
             sg = sg.set_index("label_budget").reindex(budgets)
             ax.errorbar(range(len(budgets)), sg["transfer_mean"], yerr=sg["transfer_se"], marker="o", capsize=2,
-                        color=f"C{i}", label=strategy)  # fmt: skip
+                        color=f"C{i}", label=f"{strategy} ({variant})" if variant else strategy)  # fmt: skip
             helped, cross = False, None
             for b in budgets:
                 d = sg.loc[b, "delta"]
@@ -527,7 +634,8 @@ def data_efficiency(cells: pd.DataFrame, out: Path, metric: str) -> tuple[Path |
                 elif helped:
                     cross = b
                     break
-            crossovers.append({"source": source, "target": target, "strategy": strategy, "crossover": cross})
+            crossovers.append({"source": source, "target": target, "strategy": strategy, "variant": variant,
+                               "crossover": cross})  # fmt: skip
             if cross is not None:
                 ax.axvline(x[cross], color=f"C{i}", ls=":", lw=1.2)
                 ax.annotate(f"{strategy} stops helping", (x[cross], ax.get_ylim()[0]), fontsize=7, color=f"C{i}",
@@ -582,38 +690,39 @@ def pair_scores_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def score_correlations(cells: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     """Per strategy and label budget: Kendall's tau and weighted tau between each score and the mean delta over
-    the cells' (source, target) pairs. Scores are oriented so that a positive tau means "ranked the pairs right"
-    (distances are negated: a smaller distance should mean a larger delta)."""
+    the cells' (source, target) pairs. Scores are oriented by ``benchmark.metrics`` so that a positive tau means
+    "ranked the pairs right" (distances are negated: a smaller distance should mean a larger delta). ``min_p`` is the
+    smallest two-sided p-value Kendall's exact test can reach with that many pairs (2/n!): below 5 pairs it exceeds
+    0.05, so ``note`` says the tau cannot reach significance."""
     from scipy import stats
-
-    from benchmark.scoring import DIRECTION
 
     if cells.empty or scores.empty:
         return pd.DataFrame()
     merged = cells.merge(scores, on=["source", "target"], how="inner")
     rows = []
-    for (strategy, budget), g in merged.groupby(["strategy", "label_budget"]):
-        for score, sign in DIRECTION.items():
+    for (strategy, variant, budget), g in _by_variant(merged, "strategy", "label_budget"):
+        for score in metric_schema.SCORES:
             if score not in g:
                 continue
+            sign = metric_schema.sign(score)
             sub = g[["delta", score]].dropna()
             n = len(sub)
             tau = p = wtau = math.nan
             if n >= 3 and sub[score].nunique() > 1 and sub["delta"].nunique() > 1:
                 tau, p = stats.kendalltau(sign * sub[score], sub["delta"])
                 wtau = stats.weightedtau(sign * sub[score].to_numpy(), sub["delta"].to_numpy()).statistic
-            rows.append({"strategy": strategy, "label_budget": budget, "score": score, "pairs": n,
-                         "kendall_tau": tau, "p": p, "weighted_tau": wtau})  # fmt: skip
+            min_p = min(1.0, 2 / math.factorial(n)) if n else 1.0
+            note = "" if min_p < 0.05 else f"{n} pairs: p >= {min_p:.2g}, cannot reach significance"
+            rows.append({"strategy": strategy, "variant": variant, "label_budget": budget, "score": score, "pairs": n,
+                         "kendall_tau": tau, "p": p, "min_p": min_p, "weighted_tau": wtau, "note": note})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def score_scatter(cells: pd.DataFrame, scores: pd.DataFrame, out: Path) -> Path | None:
     """Each score against the realised mean delta, one row of panels per strategy, points labelled by source."""
-    from benchmark.scoring import DIRECTION
-
     plt = _plt()
     merged = cells.merge(scores, on=["source", "target"], how="inner")
-    present = [s for s in DIRECTION if s in merged]
+    present = [s for s in metric_schema.SCORES if s in merged]
     if merged.empty or not present:
         return None
     strategies = sorted(merged["strategy"].unique())
@@ -661,10 +770,16 @@ def build_report(
     title: str = "Transfer versus scratch",
     n_boot: int = 10_000,
 ) -> Report:
-    """Tables (Markdown, CSV, LaTeX), figures (PNG) and efficiency numbers for ``runs`` into ``out``."""
+    """Tables (Markdown, CSV, LaTeX), figures (PNG) and efficiency numbers for ``runs`` into ``out``.
+
+    ``runs`` may hold FAILED/KILLED runs (``load_runs(include_failed=True)``): the cells count them, everything else
+    reads FINISHED runs only.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cells = summarize(runs, metric, alpha, margin, n_boot)
+    if "status" in runs:
+        runs = runs[runs["status"] == "FINISHED"]
     rows = table_rows(cells, metric)
     files = []
     md = markdown_table(rows)
@@ -678,10 +793,10 @@ def build_report(
         ref_md = markdown_table(ref_rows)
         (out / "verdicts_vs_reference.md").write_text(ref_md + "\n")
         pd.DataFrame(ref_rows).to_csv(out / "verdicts_vs_reference.csv", index=False)
-        ref_cells.drop(columns=["run_ids"]).to_csv(out / "cells_vs_reference.csv", index=False)
+        ref_cells.drop(columns=["run_ids", "lost_run_ids"]).to_csv(out / "cells_vs_reference.csv", index=False)
         files += [out / "verdicts_vs_reference.md", out / "verdicts_vs_reference.csv"]
     if not cells.empty:
-        cells.drop(columns=["run_ids"]).to_csv(out / "cells.csv", index=False)
+        cells.drop(columns=["run_ids", "lost_run_ids"]).to_csv(out / "cells.csv", index=False)
     (out / "verdicts.tex").write_text(latex_table(rows, title))
     files += [out / "verdicts.md", out / "verdicts.csv", out / "verdicts.tex"]
     eff = pd.DataFrame()
@@ -714,17 +829,18 @@ def build_report(
             ts = time_saved_plot(eff, out)
             if ts is not None:
                 files.append(ts)
-        for v in (POSITIVE, NEGATIVE, "inconclusive", INSUFFICIENT):
+        for v in VERDICTS:
             headline[f"report/cells_{v.replace(' ', '_')}"] = float((cells["verdict"] == v).sum())
+        headline["report/cells_incomplete"] = float(cells["incomplete"].sum())
         if not eff.empty:
             headline["report/reached_baseline_frac"] = float(eff["reached"].mean())
             if eff["reached"].any():
                 headline["report/time_saved_median"] = float(eff.loc[eff["reached"], "saved_time"].median())
                 headline["report/steps_saved_median"] = float(eff.loc[eff["reached"], "saved_steps"].median())
     if ref_md is not None:
-        for v in (POSITIVE, NEGATIVE, "inconclusive", INSUFFICIENT):
+        for v in VERDICTS:
             headline[f"report/reference_cells_{v.replace(' ', '_')}"] = float((ref_cells["verdict"] == v).sum())
-    markdown = _summary_markdown(title, md, eff, metric, alpha, margin, scores, corr, ref_md)
+    markdown = _summary_markdown(title, md, eff, metric, alpha, margin, scores, corr, ref_md, cells, ref_cells)
     (out / "report.md").write_text(markdown)
     files.append(out / "report.md")
     (out / "headline.json").write_text(json.dumps(headline, indent=1))
@@ -739,25 +855,73 @@ def _frame_markdown(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:
     return markdown_table(rows)
 
 
+def family_note(cells: pd.DataFrame, what: str) -> str:
+    """The Holm family of a table, named: which cells and how many."""
+    n = family(cells)
+    return f"Holm family: the {n} cell{'s' if n != 1 else ''} of this table with at least 2 paired seeds ({what})"
+
+
+def rule_text(alpha: float, margin: float) -> str:
+    """The verdict rule in one paragraph (``benchmark.stats``), with this report's alpha and margin."""
+    conf = f"{100 * (1 - alpha):g}%"
+    return (
+        f"Positive: the test of H0 delta <= +{margin:g} rejects at Holm-adjusted p < {alpha:g}; negative: the test of "
+        f"H0 delta >= -{margin:g} does; equivalent: both one-sided tests of |delta| >= {margin:g} (TOST, its own Holm "
+        f"family over the same cells) reject, i.e. no practical difference; inconclusive: none of these (too few "
+        f"seeds or too much noise); insufficient seeds: fewer than 2. The interval shown is the Student-t interval at "
+        f"the level Holm tested the cell at ({conf} for a family of one; wider in larger families), so positive <=> it "
+        f"lies above +{margin:g}, negative <=> below -{margin:g}, equivalent <=> inside; p (Holm) is the adjusted "
+        f"p-value of the test behind the verdict; 'n/a' = zero variance (every seed gave the same delta: no test, the "
+        f"margin decides)."
+    )
+
+
+def lost_text(cells: pd.DataFrame) -> str:
+    """How failed, diverged and repeated runs were treated, when there were any."""
+    parts = []
+    lost = int(cells["failed"].sum() + cells["diverged"].sum()) if len(cells) else 0
+    if lost:
+        parts.append(
+            f"{lost} seed(s) failed or diverged in {int(cells['incomplete'].sum())} cell(s), marked "
+            f"'{INCOMPLETE}': they are counted in the failed/diverged columns but cannot enter the statistics (no "
+            "test metric), so those cells' verdicts rest on the remaining seeds; a diverging transfer run is itself "
+            "evidence of negative transfer."
+        )
+    dup = int(cells["duplicates"].sum()) if len(cells) and "duplicates" in cells else 0
+    if dup:
+        parts.append(f"{dup} FINISHED run(s) repeated a cell and seed; only the newest of each was counted.")
+    return " ".join(parts)
+
+
 def _summary_markdown(
     title: str, table: str, eff: pd.DataFrame, metric: str, alpha: float, margin: float,
     scores: pd.DataFrame | None = None, corr: pd.DataFrame | None = None, reference_table: str | None = None,
+    cells: pd.DataFrame | None = None, ref_cells: pd.DataFrame | None = None,
 ) -> str:  # fmt: skip
     other = " (or the baseline on the metric a row names)" if "| metric " in table else ""
+    cells = cells if cells is not None else pd.DataFrame()
+    m = metric_schema.get(metric)
+    orient = (
+        f"`{metric}`(transfer) − `{metric}`(scratch)"
+        if m.higher_is_better
+        else f"`{metric}`(scratch) − `{metric}`(transfer) (lower {metric} is better)"
+    )
     parts = [
         f"### {title}",
         "",
-        f"Delta = `{metric}`(transfer) − `{metric}`(scratch){other}, paired by seed. "
-        f"{100 * (1 - alpha):.0f}% Student-t "
-        f"interval over seeds; p = paired t-test, Holm-adjusted across the {table.count(chr(10)) - 1} cells. "
-        f"Positive/negative: adjusted p < {alpha:g}, interval excludes 0 and |mean| > margin ({margin:g}).",
-        "",
-        table,
+        f"Delta = {orient}{other}, paired by seed; positive = transfer better. "
+        f"{family_note(cells, 'transfer versus baseline')}. {rule_text(alpha, margin)}",
     ]
+    lost = lost_text(cells)
+    if lost:
+        parts += ["", lost]
+    parts += ["", table]
     if reference_table is not None:
+        ref_cells = ref_cells if ref_cells is not None else pd.DataFrame()
         parts += ["", "**Adaptation versus its reference** (delta = adapted − reference on the same seed, source "
-                  "batches, initial weights and budget; its own Holm family): a negative verdict is negative transfer "
-                  "of the adaptation itself.", "", reference_table]  # fmt: skip
+                  "batches, initial weights and budget; " + family_note(ref_cells, "adaptation versus reference") +
+                  "): a negative verdict is negative transfer of the adaptation itself.", "",
+                  reference_table]  # fmt: skip
     if not eff.empty:
         reached = eff[eff["reached"]]
         parts += ["", "**Training time to reach the scratch baseline's final val/acc**", ""]
@@ -777,7 +941,8 @@ def _summary_markdown(
     if corr is not None and not corr.empty and corr["kendall_tau"].notna().any():
         corr = corr[corr["kendall_tau"].notna()]
         parts += ["", "**Did the scores predict the realised deltas?** Kendall's tau between each score (oriented: "
-                  "higher transferability, lower distance) and the mean delta across pairs; 1 = perfect ranking.", "",
+                  "higher transferability, lower distance) and the mean delta across pairs; 1 = perfect ranking; "
+                  "min_p = the smallest p-value that many pairs can give (2/n!).", "",
                   _frame_markdown(corr)]  # fmt: skip
     return "\n".join(parts) + "\n"
 
@@ -796,7 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     client = MlflowClient(args.tracking_uri or _default_uri())
-    runs = load_runs(args.experiment, sweep_ids=args.sweep, client=client)
+    runs = load_runs(args.experiment, sweep_ids=args.sweep, client=client, include_failed=True)
     if runs.empty:
         print(f"no FINISHED runs in experiment {args.experiment!r} ({client.tracking_uri})")
         return 1

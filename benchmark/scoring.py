@@ -13,7 +13,8 @@ images; its backbone features are the ones the linear probe trains on.
   proxy A-distance. They need source images, so they exist for sources the harness pretrains on a dataset; hub and
   file sources get transferability only.
 
-Higher transferability and lower distance are expected to mean better transfer; ``benchmark.report`` measures how
+Higher transferability and lower distance are expected to mean better transfer (the directions live in
+``benchmark.metrics``); ``benchmark.report`` measures how
 well each score predicted the realised deltas (Kendall's tau) instead of assuming it.
 """
 
@@ -42,17 +43,6 @@ from benchmark.sources.models import (
 from benchmark.util import stable_hash
 
 log = logging.getLogger(__name__)
-
-#: Direction of each score: +1 when higher should mean better transfer, -1 when lower should.
-DIRECTION = {
-    "transfer/logme": 1,
-    "transfer/leep": 1,
-    "transfer/nce": 1,
-    "transfer/h_score": 1,
-    "similarity/mmd": -1,
-    "similarity/frechet": -1,
-    "similarity/proxy_a_distance": -1,
-}
 
 
 def _source_model(job, weights_file: Path | None):

@@ -1,10 +1,14 @@
-"""Sweep bookkeeping: the parent run, job records, and the end-of-sweep verdicts.
+"""Sweep bookkeeping: the parent run, job records, and the end-of-sweep verdicts (one cell run per cell).
 
 The launching process creates the store, the experiment and the parent run once (several processes migrating a
 fresh SQLite store at once corrupt it), then writes ``transfer_bench_sweep.json`` in Hydra's sweep directory; every
 job reads it and writes one record under ``transfer_bench_jobs/``. ``finalize`` runs at the end of the sweep, from
 Hydra's ``on_multirun_end`` and, because released Hydra skips that hook when a job failed, again from the entry
 point's ``finally``; it is idempotent.
+
+Verdicts are new records, never edits of shared ones: transfer and baseline runs are reused by later sweeps, and a
+verdict depends on the sweep's Holm family, so each cell of each sweep gets a run of its own (``role=cell``, a child
+of the sweep's parent run) holding its statistics as metrics, its verdict as a tag and the ids of its runs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark import provenance, tracking
+from benchmark import metrics, provenance, tracking
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,12 @@ def start(
     alpha: float,
     margin: float,
 ) -> SweepState:
-    """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs."""
+    """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs.
+
+    ``metric`` must have a declared direction (``benchmark.metrics``): a typo fails here, before any training, not when
+    the sweep's verdicts are computed.
+    """
+    metrics.get(metric)
     client = tracking.open_store(tracking_uri)
     exp_id = tracking.ensure_experiment(client, experiment, artifact_root)
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
@@ -116,13 +125,70 @@ def record_path(state: SweepState, job_num: int) -> Path:
     return Path(state.sweep_dir) / JOBS_DIR / f"{job_num:05d}.json"
 
 
+CELL_METRICS = {
+    "delta": "delta", "ci_low": "adj_low", "ci_high": "adj_high", "ci_unadjusted_low": "ci_low",
+    "ci_unadjusted_high": "ci_high", "p": "p", "p_holm": "p_holm", "p_equivalence_holm": "p_equivalence_holm",
+    "n": "n", "unpaired": "unpaired", "failed": "failed", "diverged": "diverged", "transfer_mean": "transfer_mean",
+    "baseline_mean": "scratch_mean",
+}  # fmt: skip
+"""Metric of a cell run -> column of ``benchmark.report.summarize`` (``ci_*``: the interval the verdict used)."""
+
+
+def record_cells(
+    client, experiment_id: str, parent_run_id: str, sweep_id: str, cells, comparison: str, family: str
+) -> list[str]:
+    """One FINISHED ``role=cell`` run per cell under the sweep's parent run; returns their ids.
+
+    ``comparison`` is ``baseline`` or ``reference``; ``family`` names the Holm family the verdict was corrected in.
+    The cell's runs are linked by id (``run_ids`` tag and ``cell.json`` artifact), failed or diverged ones included.
+    """
+    ids = []
+    for _, c in cells.iterrows():
+        variant = f"__{c.variant}" if c.variant else ""
+        name = f"cell__{c.source}__{c.target}__{c.strategy}{variant}__n{c.label_budget}"
+        if comparison != "baseline":
+            name += f"__vs_{comparison}"
+        tags = {
+            "role": "cell", "sweep_id": sweep_id, "source": c.source, "target": c.target, "strategy": c.strategy,
+            "label_budget": c.label_budget, "variant": c.variant, "cell_key": c.cell, "metric": c.metric,
+            "comparison": comparison, "verdict": c.verdict, "incomplete": str(bool(c.incomplete)).lower(),
+            "holm_family": family, "run_ids": ",".join(c.run_ids)[:5000],
+        }  # fmt: skip
+        run_id = tracking.create_run(client, experiment_id, name, tags, parent_run_id)
+        values = {k: float(c[col]) for k, col in CELL_METRICS.items() if not math.isnan(float(c[col]))}
+        tracking.log_metrics(client, run_id, values)
+        client.log_dict(run_id, {"run_ids": c.run_ids, "failed_run_ids": c.lost_run_ids, "seeds": c.seeds}, "cell.json")
+        ci = "—" if math.isnan(c.adj_low) else f"[{c.adj_low:+.4f}, {c.adj_high:+.4f}]"
+        note = (
+            f"Cell of sweep {sweep_id}: **{c.strategy}** from **{c.source}** to **{c.target}**"
+            f"{f' ({c.variant})' if c.variant else ''}, {c.label_budget} labels/class, against its {comparison}, "
+            f"on `{c.metric}`.\n\nVerdict **{c.verdict}**{' (incomplete)' if c.incomplete else ''} over {c.n} "
+            f"paired seeds ({c.failed} failed, {c.diverged} diverged): delta {c.delta:+.4f} (positive = transfer "
+            f"better), interval {ci}. {family}."
+        )
+        tracking.set_tags(client, run_id, {tracking.NOTE_TAG: note})
+        tracking.end_run(client, run_id)
+        ids.append(run_id)
+    return ids
+
+
+def _failed_runs(client, experiment_id: str, records: list[dict]) -> list:
+    """The FAILED/KILLED runs of failed job records (found by run key), so that their cells count them."""
+    out = []
+    for r in records:
+        if r.get("run_key"):
+            found = tracking.find_runs(client, experiment_id, "run_key", r["run_key"], ("FAILED", "KILLED"))
+            out += found[:1]
+    return out
+
+
 def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str | None:
-    """Report on the sweep's runs (trained or reused); tag verdicts, describe and close the parent run.
+    """Report on the sweep's runs (trained or reused); write a cell run per cell, describe and close the parent run.
 
     Returns the verdict table (None when already finalised). The parent ends KILLED when the sweep was
     interrupted (Ctrl-C, SIGTERM), FAILED when any job failed, FINISHED otherwise.
     """
-    from benchmark.report import build_report, runs_frame  # SciPy and pandas: paid when a sweep ends, not at start
+    from benchmark.report import build_report, family_note, runs_frame  # SciPy, pandas: paid when a sweep ends
 
     fresh = SweepState.load(state.path) if state.path.is_file() else state
     if fresh.finalized:
@@ -132,7 +198,7 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
     failed = [r for r in records if r.get("status") != "ok"]
     ok = [r for r in records if r.get("status") == "ok"]
     ids = sorted({r[k] for r in ok for k in ("run_id", "baseline_run_id", "reference_run_id") if r.get(k)})
-    runs = runs_frame([client.get_run(i) for i in ids])
+    runs = runs_frame([client.get_run(i) for i in ids] + _failed_runs(client, fresh.experiment_id, failed))
     run = fresh.parent_run_id
     n_reused = sum(1 for r in ok if r.get("reused"))
     counts = (
@@ -142,18 +208,10 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
         report = build_report(runs, Path(tmp), client, fresh.metric, fresh.alpha, fresh.margin,
                               title=f"Sweep {fresh.sweep_id} ({fresh.experiment})")  # fmt: skip
         client.log_artifacts(run, tmp, "report")
-    for _, cell in report.cells.iterrows():
-        tags = {"verdict": cell.verdict}
-        if not math.isnan(cell.ci_low):
-            tags["verdict_ci95"] = f"[{cell.ci_low:+.4f}, {cell.ci_high:+.4f}]"
-        for run_id in cell.run_ids:
-            note = client.get_run(run_id).data.tags.get(tracking.NOTE_TAG, "").split("\n\nCell verdict")[0]
-            ci = tags.get("verdict_ci95", "")
-            note += f"\n\nCell verdict (sweep {fresh.sweep_id}, over {cell.n} seeds): **{cell.verdict}** {ci}"
-            tracking.set_tags(client, run_id, {**tags, tracking.NOTE_TAG: note})
-    for _, cell in report.reference_cells.iterrows():
-        for run_id in cell.run_ids:
-            tracking.set_tags(client, run_id, {"verdict_vs_reference": cell.verdict})
+    for cells, comparison, what in ((report.cells, "baseline", "transfer versus baseline"),
+                                    (report.reference_cells, "reference", "adaptation versus reference")):  # fmt: skip
+        if not cells.empty:
+            record_cells(client, fresh.experiment_id, run, fresh.sweep_id, cells, comparison, family_note(cells, what))
     failed_txt = ""
     if failed:
         failed_txt = "\n**Failed jobs**\n\n" + "\n".join(f"- `{r.get('name')}`: {r.get('error', '')}" for r in failed)

@@ -1,4 +1,4 @@
-"""Open the MLflow UI where the answer is: transfer runs ranked by delta with their verdicts, and the sweep's table.
+"""Open the MLflow UI where the answer is: every sweep's cells ranked by delta with their verdicts, and its table.
 
     python -m benchmark.ui                          # newest experiment holding a sweep, served on 127.0.0.1:5000
     python -m benchmark.ui --experiment quickstart --print-only
@@ -7,8 +7,9 @@ MLflow 3.17's UI opens an experiment on a GenAI overview (traces, token usage) u
 ``workflowType=machine_learning``: the sidebar's GenAI/Model training switch decides, stored in the browser, and the
 ``mlflow.experimentKind`` experiment tag no longer does. The runs table keeps its columns in the browser too; the
 only state a link can carry is a saved view, an experiment tag ``mlflow.sharedViewState.<key>`` named by
-``viewStateShareKey`` (what the UI's own "Views" menu writes). ``save_view`` writes one that filters to transfer runs,
-sorts them by ``delta/test/acc`` and shows the ``verdict`` tag next to the deltas.
+``viewStateShareKey`` (what the UI's own "Views" menu writes). ``save_view`` writes one that filters to cell runs
+(``role=cell``: one per cell and sweep, written when the sweep ends), sorts them by ``delta`` and shows the ``verdict``
+tag next to the delta, the interval the verdict used, the seeds and the failed/diverged counts.
 """
 
 from __future__ import annotations
@@ -34,22 +35,27 @@ log = logging.getLogger(__name__)
 VIEW_KEY = "transfer-verdicts"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 VIEW_NAME = "Transfer verdicts"
-TRANSFER_FILTER = "tags.role = 'transfer'"
+CELL_FILTER = "tags.role = 'cell'"
 _COLUMNS = [
     "tags.`verdict`",
-    "metrics.`delta/test/acc`",
-    "metrics.`test/acc`",
-    "metrics.`baseline/test/acc`",
-    "tags.`verdict_vs_reference`",
-    "metrics.`reference_delta/test/acc`",
-]  # domain adaptation vs source_only
+    "metrics.`delta`",  # oriented: positive = transfer better, on the cell's metric
+    "metrics.`ci_low`",  # the interval the verdict used (Holm level)
+    "metrics.`ci_high`",
+    "metrics.`n`",
+    "metrics.`failed`",
+    "metrics.`diverged`",
+    "tags.`incomplete`",
+    "tags.`comparison`",  # baseline, or reference (domain adaptation vs source_only)
+    "tags.`metric`",
+    "tags.`sweep_id`",
+]
 VIEW_STATE = {  # the UI's own keys: search facets plus the runs table's column state (ag-grid column ids)
-    "searchFilter": TRANSFER_FILTER,
-    "orderByKey": "metrics.`delta/test/acc`",
+    "searchFilter": CELL_FILTER,
+    "orderByKey": "metrics.`delta`",
     "orderByAsc": False,  # helpful transfers on top, negative transfer at the bottom
     "selectedColumns": _COLUMNS,
     "columnOrder": ["attributes.`Run Name`", *_COLUMNS, "runDateAndNestInfo", "duration"],
-    "columnWidths": {"attributes.`Run Name`": 340},  # room for source__target__strategy__n<labels>__s<seed>
+    "columnWidths": {"attributes.`Run Name`": 360},  # room for cell__source__target__strategy__n<labels>
 }
 
 
@@ -94,8 +100,8 @@ def urls(client: MlflowClient, experiment: Experiment, host: str = "127.0.0.1", 
     """The UI pages that answer "which transfers help, which hurt", for a UI at ``host:port`` (``host`` may be a
     tracking server's base URL, ``http://server:5000``, which serves its own UI).
 
-    ``runs``: the runs table; with the saved view (``save_view``) it lists transfer runs by ``delta/test/acc`` with
-    their ``verdict``, without it every run, each sweep's parent collapsing its jobs. ``all_runs``: every run.
+    ``runs``: the runs table; with the saved view (``save_view``) it lists the cell runs of every sweep by ``delta``
+    with their ``verdict``, without it every run, each sweep's parent collapsing its jobs. ``all_runs``: every run.
     ``parent``: the newest sweep's parent run, whose description is the verdict table (absent without a sweep).
     ``filter``: a search filter to paste into the runs table for the same rows.
     """
@@ -103,7 +109,7 @@ def urls(client: MlflowClient, experiment: Experiment, host: str = "127.0.0.1", 
     ml = "workflowType=machine_learning"  # open the Model training UI, not the GenAI overview
     fresh = client.get_experiment(experiment.experiment_id)  # tags as stored now, not as when `experiment` was read
     view = f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in fresh.tags else ""
-    out = {"runs": f"{base}/runs?{ml}{view}", "all_runs": f"{base}/runs?{ml}", "filter": TRANSFER_FILTER}
+    out = {"runs": f"{base}/runs?{ml}{view}", "all_runs": f"{base}/runs?{ml}", "filter": CELL_FILTER}
     sweeps = _sweeps(client, [experiment.experiment_id], max_results=1)
     if sweeps:
         out["parent"] = f"{base}/runs/{sweeps[0].info.run_id}?{ml}"
@@ -167,14 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     pages = urls(client, exp, uri if remote else args.host, args.port)
 
     print(f"MLflow experiment {exp.name!r} in {uri}")
-    print(f"  Transfer runs, best delta/test/acc first, with their verdicts:\n    {pages['runs']}")
+    print(f"  Cells of every sweep, best delta first, with their verdicts:\n    {pages['runs']}")
     if "parent" in pages:
         print(f"  Latest sweep {pages['sweep_id']}, its verdict table in the description:\n    {pages['parent']}")
     else:
         print("  No sweep in this experiment yet.")
     print(f"  All runs (a sweep's row expands to its jobs):\n    {pages['all_runs']}")
-    print(f"  By hand: filter with {pages['filter']} or tags.verdict = 'negative', add the columns")
-    print("  delta/test/acc and verdict from 'Columns'.")
+    print(f"  By hand: filter with {pages['filter']} (and tags.verdict = 'negative'), add the columns")
+    print("  delta and verdict from 'Columns'.")
     if remote:
         print("The tracking server serves this UI.")
         return 0

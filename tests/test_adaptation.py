@@ -202,15 +202,20 @@ def test_new_strategies_sweep_next_to_the_core_ones(tmp_path, store):
     client = tracking.open_store(store)
     exp = client.get_experiment_by_name("e2e")
     runs = client.search_runs([exp.experiment_id], max_results=200)
-    by = {}
+    by, cells = {}, {}
     for r in runs:
-        by.setdefault(r.data.tags.get("strategy"), []).append(r)
+        if r.data.tags.get("role") == "cell":  # one per cell and comparison, holding the verdict
+            cells.setdefault((r.data.tags["strategy"], r.data.tags["comparison"]), []).append(r)
+        else:
+            by.setdefault(r.data.tags.get("strategy"), []).append(r)
     assert {"finetune", "dann", "source_only", "cluster", "cluster_random", "scratch"} <= set(by)
     assert all(r.info.status == "FINISHED" for r in runs)
     for r in by["dann"]:
-        assert r.data.tags["verdict_vs_reference"] and r.data.tags["verdict"]
         assert "reference_delta/test/acc" in r.data.metrics
     for r in by["cluster"]:
-        assert r.data.tags["verdict"] and "delta/test/nmi" in r.data.metrics
+        assert "delta/test/nmi" in r.data.metrics
+    assert cells[("dann", "reference")][0].data.tags["verdict"] and cells[("dann", "baseline")][0].data.tags["verdict"]
+    (cluster,) = cells[("cluster", "baseline")]
+    assert cluster.data.tags["verdict"] and cluster.data.tags["metric"] == "test/nmi"
     (parent,) = [r for r in runs if r.data.tags.get("role") == "sweep"]
     assert "source_only" in parent.data.tags["mlflow.note.content"]

@@ -76,7 +76,7 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
             "git_sha",
         ):
             assert tags.get(key), key
-        assert tags["verdict"] in ("positive", "negative", "inconclusive")
+        assert "verdict" not in tags  # shared runs are never rewritten: verdicts live on the sweep's cell runs
         base = baselines[tags["baseline_key"]]
         assert base.data.tags["seed"] == tags["seed"]
         assert metrics["delta/test/acc"] == pytest.approx(metrics["test/acc"] - base.data.metrics["test/acc"])
@@ -97,6 +97,13 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
         assert own == theirs and len(own["train_indices"]) == 5 * 10
         assert run.data.params["budget/epochs"] == base.data.params["budget/epochs"]
         assert run.data.params["source/preprocessing/image_size"] == base.data.params["source/preprocessing/image_size"]
+    cells = roles["cell"]
+    assert len(cells) == 4 and {c.data.tags["mlflow.parentRunId"] for c in cells} == {parent.info.run_id}
+    for cell in cells:
+        assert cell.data.tags["verdict"] in ("positive", "negative", "equivalent", "inconclusive")
+        assert (
+            cell.data.metrics["n"] == 2 and "delta" in cell.data.metrics and "4 cells" in cell.data.tags["holm_family"]
+        )
     note = parent.data.tags["mlflow.note.content"]
     assert "| source" in note and "linear_probe" in note
     assert parent.data.metrics["sweep/trained"] == 8 and parent.data.metrics["sweep/failed"] == 0
@@ -122,6 +129,7 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
     assert len(roles2["transfer"]) == 8 and len(roles2["baseline"]) == 2 and len(roles2["pretrain"]) == 2
     parent2 = next(r for r in roles2["sweep"] if r.info.run_id != parent.info.run_id)
     assert parent2.data.metrics["sweep/trained"] == 0 and parent2.data.metrics["sweep/reused"] == 8
+    assert len(roles2["cell"]) == 8, "each sweep writes its own cell runs"
     verdict_table = parent2.data.tags["mlflow.note.content"].split("**Transferability")[0]
     assert verdict_table.count("| synth_digits") == 2
 

@@ -33,8 +33,8 @@ SWEEP = ["source=synth_digits,shapes", "target=digits", "strategy=finetune,linea
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
        "DO_NOT_TRACK": "true"}  # fmt: skip
 ENV.pop("MLFLOW_TRACKING_URI", None)
-NAME_COL, VERDICT_COL, DELTA_COL = "attributes.`Run Name`", "tags.`verdict`", "metrics.`delta/test/acc`"
-VERDICTS = {"positive", "negative", "inconclusive", "insufficient seeds"}
+NAME_COL, VERDICT_COL, DELTA_COL = "attributes.`Run Name`", "tags.`verdict`", "metrics.`delta`"
+VERDICTS = {"positive", "negative", "equivalent", "inconclusive", "insufficient seeds"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ def test_urls_open_the_runs_table_and_the_newest_sweep(sweeps):
     assert plain["runs"] == plain["all_runs"] == f"{base}/runs?workflowType=machine_learning"  # no view saved yet
     assert plain["parent"] == f"{base}/runs/{runs['b']}?workflowType=machine_learning"
     assert plain["sweep_id"] == "s-b2"
-    assert plain["filter"] == "tags.role = 'transfer'"
+    assert plain["filter"] == "tags.role = 'cell'"
 
     assert ui.save_view(client, ids["b"]) == "transfer-verdicts"
     pages = ui.urls(client, exp, "127.0.0.1", 5123)
@@ -104,9 +104,11 @@ def test_saved_view_is_the_uis_envelope_and_is_written_once(sweeps):
     envelope = json.loads(value)
     assert envelope["name"] == "Transfer verdicts" and isinstance(envelope["createdAt"], int)
     state = json.loads(envelope["state"])
-    assert state["searchFilter"] == "tags.role = 'transfer'"
-    assert state["orderByKey"] == "metrics.`delta/test/acc`" and state["orderByAsc"] is False
-    assert {"tags.`verdict`", "metrics.`delta/test/acc`"} <= set(state["selectedColumns"])
+    assert state["searchFilter"] == "tags.role = 'cell'"
+    assert state["orderByKey"] == "metrics.`delta`" and state["orderByAsc"] is False
+    assert {"tags.`verdict`", "metrics.`delta`", "metrics.`ci_low`", "metrics.`failed`"} <= set(
+        state["selectedColumns"]
+    )
     time.sleep(0.01)
     ui.save_view(client, ids["a"])
     assert client.get_experiment(ids["a"]).tags[ui.VIEW_TAG] == value  # unchanged state: not rewritten
@@ -265,28 +267,28 @@ def _runs(served, role: str) -> list:
     return client.search_runs([exp.experiment_id], f"tags.role = '{role}'")
 
 
-def test_browser_runs_table_ranks_transfers_by_delta_with_verdicts(served, page, shots):
-    transfers = {r.info.run_name: r for r in _runs(served, "transfer")}
-    assert len(transfers) == 8
-    page.goto(_printed_url(served["printed"], "Transfer runs"))
-    page.locator(".ag-row", has_text="synth_digits__digits__finetune__n5__s0").first.wait_for()
+def test_browser_runs_table_ranks_cells_by_delta_with_verdicts(served, page, shots):
+    transfers = {r.info.run_name: r for r in _runs(served, "cell")}  # one cell run per cell of the sweep
+    assert len(transfers) == 4
+    page.goto(_printed_url(served["printed"], "Cells of every sweep"))
+    page.locator(".ag-row", has_text="cell__synth_digits__digits__finetune__n5").first.wait_for()
     for column in (VERDICT_COL, DELTA_COL):  # shown by the saved view, without touching "Columns"
         page.locator(f".ag-header-cell[col-id='{column}']").wait_for()
-    assert _wait_for_names(page, set(transfers)) == set(transfers), "exactly the transfer runs (no parent row)"
+    assert _wait_for_names(page, set(transfers)) == set(transfers), "exactly the cell runs (no parent row)"
     page.wait_for_timeout(500)  # let the last cells paint before the screenshot
     page.screenshot(path=shots / "ui_runs_table.png")
     grid = _grid(page)
     for row in grid:
         run = transfers[row[NAME_COL]]
         assert row[VERDICT_COL] == run.data.tags["verdict"] and row[VERDICT_COL] in VERDICTS
-        assert float(row[DELTA_COL]) == pytest.approx(run.data.metrics["delta/test/acc"], abs=1e-6)
+        assert float(row[DELTA_COL]) == pytest.approx(run.data.metrics["delta"], abs=1e-6)
     deltas = [float(row[DELTA_COL]) for row in grid]
     assert deltas == sorted(deltas, reverse=True), "helpful transfers first"
 
 
 def test_browser_all_runs_nest_the_jobs_under_the_sweep(served, page, shots):
     (parent,) = _runs(served, "sweep")
-    children = {r.info.run_name for role in ("transfer", "baseline", "pretrain") for r in _runs(served, role)}
+    children = {r.info.run_name for role in ("transfer", "baseline", "pretrain", "cell") for r in _runs(served, role)}
     page.goto(_printed_url(served["printed"], "All runs"))
     row = page.locator(".ag-row", has_text=parent.info.run_name).first
     row.wait_for()
