@@ -1,0 +1,38 @@
+"""The README's "What the tests prove" table names real tests: a renamed or deleted test cannot leave a promise
+pointing at nothing."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from conftest import ROOT
+
+SECTION = "### What the tests prove"
+
+
+def _section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    assert SECTION in readme, f"README.md has no {SECTION!r} section"
+    body = readme.split(SECTION, 1)[1]
+    return re.split(r"\n#{2,3} ", body, maxsplit=1)[0]
+
+
+def _tests(path: str) -> set[str]:
+    tree = ast.parse((ROOT / path).read_text())
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")}
+
+
+def test_every_test_the_readme_names_exists():
+    refs = re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", _section())
+    assert len(refs) >= 30, f"only {len(refs)} test references in {SECTION!r}"
+    missing = [f"{path}::{name}" for path, name in refs if not (ROOT / path).exists() or name not in _tests(path)]
+    assert not missing, f"README names tests that do not exist: {missing}"
+
+
+def test_every_promise_row_names_a_test():
+    rows = [line for line in _section().splitlines() if line.startswith("| ") and not line.startswith("| promise")]
+    rows = [r for r in rows if not set(r) <= set("|- ")]
+    assert rows, "no promise rows"
+    bare = [r for r in rows if "::test_" not in r]
+    assert not bare, f"promises without a test: {bare}"
