@@ -30,6 +30,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from benchmark import metrics as metric_schema
+from benchmark.provenance import provenance_mismatch
 from benchmark.stats import EQUIVALENT, INCONCLUSIVE, INSUFFICIENT, NEGATIVE, POSITIVE, VERDICTS, adjust, paired_summary
 
 log = logging.getLogger(__name__)
@@ -841,10 +842,45 @@ def build_report(
         for v in VERDICTS:
             headline[f"report/reference_cells_{v.replace(' ', '_')}"] = float((ref_cells["verdict"] == v).sum())
     markdown = _summary_markdown(title, md, eff, metric, alpha, margin, scores, corr, ref_md, cells, ref_cells)
+    flags = provenance_flags(runs)
+    headline["report/pairs_provenance_mismatch"] = float(len(flags))
+    if not flags.empty:
+        flags.to_csv(out / "provenance.csv", index=False)
+        files.append(out / "provenance.csv")
+        markdown += (
+            f"\n## Pairs computed by different code\n\n{len(flags)} transfer run(s) and their baselines ran different"
+            " code or library versions (reused runs from another commit or environment); their deltas mix a change"
+            " of code with transfer. Re-run them with `rerun=all` to compare like with like.\n\n"
+            + _frame_markdown(flags)
+            + "\n"
+        )
     (out / "report.md").write_text(markdown)
     files.append(out / "report.md")
     (out / "headline.json").write_text(json.dumps(headline, indent=1))
     return Report(cells, eff, files, markdown, headline, ref_cells)
+
+
+PROVENANCE_COLUMNS = ["run", "baseline", "differences"]
+
+
+def provenance_flags(runs: pd.DataFrame) -> pd.DataFrame:
+    """Pairs whose transfer run and baseline ran different code or library versions (``git_sha``, ``version/*``):
+    a reused baseline may come from an older commit or another torch. Computed from both runs' tags as recorded,
+    so it holds for pairs reused from any sweep; one row per transfer run, its differences joined by ``"; "``."""
+    if runs.empty or "tags.baseline_run_id" not in runs:
+        return pd.DataFrame(columns=PROVENANCE_COLUMNS)
+    by_id = {r["run_id"]: r for r in runs.to_dict("records")}
+    rows = []
+    for r in runs[runs["tags.role"] == "transfer"].to_dict("records"):
+        base = by_id.get(r.get("tags.baseline_run_id"))
+        if base is None:
+            continue
+        tags = {k.removeprefix("tags."): v for k, v in r.items() if k.startswith("tags.")}
+        base_tags = {k.removeprefix("tags."): v for k, v in base.items() if k.startswith("tags.")}
+        differences = provenance_mismatch(tags, base_tags)
+        if differences:
+            rows.append({"run": r["run_name"], "baseline": base["run_name"], "differences": "; ".join(differences)})
+    return pd.DataFrame(rows, columns=PROVENANCE_COLUMNS)
 
 
 def _frame_markdown(df: pd.DataFrame, floatfmt: str = "{:.3g}") -> str:

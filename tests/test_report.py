@@ -762,3 +762,22 @@ def test_a_sweep_in_another_job_order_records_the_same_results_and_verdicts(stor
     pd.testing.assert_frame_equal(cells_f, cells_b)
     assert len(verdicts_f) == 2 and verdicts_f == verdicts_b
     assert len(cells_f) == 2 and set(cells_f["n"]) == {2}
+
+
+def test_the_report_flags_pairs_computed_by_different_code(store, tmp_path):
+    """README "Provenance": a pair whose baseline ran another commit or library version is named in the report
+    (``provenance.csv``, a section of ``report.md``, ``report/pairs_provenance_mismatch``); matching pairs are not."""
+    client = MlflowClient(store)
+    exp = tracking.ensure_experiment(client, "provenance")
+    code = {"git_sha": "abc123", "version/torch": "2.5.1"}
+    bases = [_log(client, exp, f"b{s}", {**_base_tags(s), **code}, {"test/acc": 0.8}) for s in range(3)]
+    old_torch = {**code, "version/torch": "2.4.0"}
+    for s in range(3):
+        tags = {**_transfer_tags(s, "A", ""), "baseline_run_id": bases[s], **(old_torch if s == 2 else code)}
+        _log(client, exp, f"t{s}", tags, {"test/acc": 0.85, "baseline/test/acc": 0.8})
+    report = build_report(load_runs("provenance", client=client), tmp_path, client, n_boot=200)
+    flags = pd.read_csv(tmp_path / "provenance.csv")
+    assert flags["run"].tolist() == ["t2"] and flags["baseline"].tolist() == ["b2"]
+    assert flags.loc[0, "differences"] == "version/torch: 2.4.0 (transfer) vs 2.5.1 (baseline)"
+    assert report.headline["report/pairs_provenance_mismatch"] == 1.0
+    assert "## Pairs computed by different code" in report.markdown and "t2" in report.markdown
