@@ -48,10 +48,11 @@ def all_runs(store: str) -> list:
 
 
 def assert_sound(store: str) -> Counter:
-    """Nothing RUNNING; at most one FINISHED run per run key; returns the count of FINISHED runs per role."""
+    """Nothing RUNNING; at most one FINISHED run per run key; returns the count of FINISHED runs per role (the
+    sweep's own records, its parent run and its ``role=cell`` runs, hold no result of their own)."""
     runs = all_runs(store)
     assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]
-    finished = [r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("role") != "sweep"]
+    finished = [r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("role") not in ("sweep", "cell")]
     keys = Counter(r.data.tags.get("run_key") or r.data.tags["pretrain_key"] for r in finished)
     assert max(keys.values(), default=1) == 1, f"duplicated results: {keys}"
     return Counter(r.data.tags["role"] for r in finished)

@@ -48,7 +48,7 @@ def test_sweep_against_a_real_tracking_server(tmp_path, server):
     exp = client.get_experiment_by_name("team")
     runs = client.search_runs([exp.experiment_id])
     roles = sorted(r.data.tags["role"] for r in runs)
-    assert roles == ["baseline", "baseline", "pretrain", "sweep", "transfer", "transfer"]
+    assert roles == ["baseline", "baseline", "cell", "pretrain", "sweep", "transfer", "transfer"]
     assert all(r.info.status == "FINISHED" for r in runs)
     parent = next(r for r in runs if r.data.tags["role"] == "sweep")
     # artifacts went through the server's proxy into its artifact store
@@ -66,8 +66,8 @@ def test_slurm_launcher_path_with_the_local_executor(tmp_path, store):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("team").experiment_id])
-    assert sorted(r.data.tags["role"] for r in runs) == ["baseline", "baseline", "pretrain", "sweep", "transfer",
-                                                         "transfer"]  # fmt: skip
+    assert sorted(r.data.tags["role"] for r in runs) == ["baseline", "baseline", "cell", "pretrain", "sweep",
+                                                         "transfer", "transfer"]  # fmt: skip
     assert {r.info.status for r in runs} == {"FINISHED"}
     parent = next(r for r in runs if r.data.tags["role"] == "sweep")
     assert parent.data.metrics["sweep/jobs"] == 2
