@@ -16,6 +16,7 @@ of the sweep (``report/`` artifacts, headline metrics, the verdict table as the 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -496,8 +497,18 @@ def _by_variant(cells: pd.DataFrame, *keys: str):
     return cells.groupby(cols)
 
 
+SLUG_MAX = 80
+"""Longest variant part of a figure's file name; a longer variant (many settings, a long path) is cut and suffixed
+with a digest of the whole, so names stay unique and within the file system's 255-byte limit."""
+
+
 def _slug(variant: str) -> str:
-    return "" if not variant else "__" + "".join(ch if ch.isalnum() or ch in "=.-" else "_" for ch in variant)
+    if not variant:
+        return ""
+    slug = "".join(ch if ch.isalnum() or ch in "=.-" else "_" for ch in variant)
+    if len(slug) > SLUG_MAX:
+        slug = f"{slug[:SLUG_MAX]}-{hashlib.sha256(variant.encode()).hexdigest()[:8]}"
+    return "__" + slug
 
 
 def heatmaps(cells: pd.DataFrame, out: Path, metric: str) -> list[Path]:

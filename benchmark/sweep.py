@@ -99,15 +99,21 @@ def start(
 
 
 def finalize_active(killed: bool = False) -> None:
-    """Finalise the sweep this process started, once; errors are logged, never raised over the sweep's own."""
+    """Finalise the sweep this process started, once. An error here is logged, not raised over the sweep's own,
+    and ends the parent run FAILED with its traceback: never left RUNNING (the jobs' runs are recorded, the report
+    is not)."""
     global ACTIVE
     if ACTIVE is None:
         return
     state, ACTIVE = ACTIVE, None
     try:
         finalize(state, killed=killed)
-    except Exception:
+    except Exception as exc:
         log.exception("could not finalise sweep %s", state.sweep_id)
+        try:
+            tracking.record_failure(tracking.open_store(state.tracking_uri), state.parent_run_id, exc)
+        except Exception:
+            log.exception("could not mark the parent run %s FAILED", state.parent_run_id)
 
 
 def find_state(sweep_dir: Path | None) -> SweepState | None:

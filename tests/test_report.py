@@ -781,3 +781,29 @@ def test_the_report_flags_pairs_computed_by_different_code(store, tmp_path):
     assert flags.loc[0, "differences"] == "version/torch: 2.4.0 (transfer) vs 2.5.1 (baseline)"
     assert report.headline["report/pairs_provenance_mismatch"] == 1.0
     assert "## Pairs computed by different code" in report.markdown and "t2" in report.markdown
+
+
+def test_a_report_that_fails_ends_the_sweeps_parent_failed_not_running(store, tmp_path, monkeypatch):
+    """Nothing is left RUNNING: when finalising a sweep fails (here its stored state names a metric the schema does
+    not know), the parent run ends FAILED with the traceback and a failure reason, and the error is logged."""
+    from benchmark import sweep
+
+    state = sweep.start(store, "broken", None, tmp_path / "sweep", [], "sha", "test/acc", 0.05, 0.01)
+    monkeypatch.delenv(sweep.STATE_ENV)
+    data = json.loads(state.path.read_text())
+    state.path.write_text(json.dumps({**data, "metric": "test/no_such_metric"}))
+    sweep.finalize_active()
+    parent = MlflowClient(store).get_run(state.parent_run_id)
+    assert parent.info.status == "FAILED" and parent.data.tags["failure_reason"]
+    assert "traceback.txt" in {a.path for a in MlflowClient(store).list_artifacts(state.parent_run_id)}
+
+
+def test_figure_names_of_long_variants_stay_short_and_unique():
+    """A variant of many settings or a long path must not make a file name the file system refuses (255 bytes)."""
+    from benchmark.report import _slug
+
+    long_a = "target.root=/" + "x" * 300 + ", budget.epochs=1"
+    long_b = "target.root=/" + "x" * 300 + ", budget.epochs=2"
+    assert len(f"heatmap_linear_probe{_slug(long_a)}.png") < 150
+    assert _slug(long_a) != _slug(long_b)
+    assert _slug("frozen_stages=1") == "__frozen_stages=1" and _slug("") == ""

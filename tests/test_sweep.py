@@ -115,12 +115,13 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
         "verdicts.csv",
         "verdicts.tex",
         "forest.png",
-        "heatmap_finetune.png",
         "report.md",
         "scores.csv",
         "scores_vs_delta.png",
     ):
         assert f"report/{name}" in report, name
+    # one heatmap per strategy and variant (this sweep's tiny budget is a variant of the defaults)
+    assert [a for a in report if a.startswith("report/heatmap_finetune__") and a.endswith(".png")], report
 
     # a second invocation trains nothing and reuses every FINISHED run, even across sweeps
     second = run_sweep(tmp_path, store, args, "second")
