@@ -80,6 +80,7 @@ def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:
     """Fine-tune test_resnet from ``checkpoint`` on all digits labels exactly as the harness's default budget does,
     with nothing but torch, timm and the data helpers."""
     t_start = time.perf_counter()
+    # imported here, not at the top: this process is the plain reference and pays only for what it uses
     import timm
     import torch
     import torch.nn.functional as F
@@ -144,10 +145,11 @@ def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:
 
 
 def overhead(base: Path, store: Path, cache: Path, reps: int) -> dict:
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     from mlflow.tracking import MlflowClient
 
-    from benchmark.run import compose_job
-    from benchmark.sources.pretrain import pretrain_key
+    from benchmark.compose import compose_job
+    from benchmark.identity import pretrain_key
 
     job = compose_job(CELL)
     key = pretrain_key(job.source)
@@ -192,12 +194,14 @@ def overhead(base: Path, store: Path, cache: Path, reps: int) -> dict:
 
 def frozen_features(base: Path, store: Path, cache: Path, reps: int) -> dict:
     """Linear probe (all labels): cached features vs the frozen backbone run every epoch, in process."""
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     import torch
 
     import benchmark.features as features
     from benchmark import tracking
-    from benchmark.job import Context, ensure_run
-    from benchmark.run import compose_job
+    from benchmark.compose import compose_job
+    from benchmark.job import ensure_run
+    from benchmark.spec import Context
 
     torch.set_num_threads(2)
     out: dict[str, list[float]] = {}
@@ -238,13 +242,15 @@ def compute_share(base: Path, store: Path, cache: Path) -> dict:
     Forward: hooks on the model; backward: every ``Tensor.backward`` call (the training loss's, in Lightning's loop
     and in the in-memory head loop alike). Wall time is the whole run: data, set-up, feature extraction, MLflow.
     """
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    import benchmark.job as job_mod
+    import benchmark.recipe as job_mod
     from benchmark import tracking
-    from benchmark.job import Context, ensure_run
-    from benchmark.run import compose_job
+    from benchmark.compose import compose_job
+    from benchmark.job import ensure_run
+    from benchmark.spec import Context
 
     torch.set_num_threads(2)
     original_fit, original_backward = job_mod.fit_and_test, torch.Tensor.backward
@@ -319,9 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     prep = _fresh(base, "prepare", base / "store.db", None)
     _timed(_harness(["source=synth_digits,shapes", "strategy=scratch", "label_budget=1", "budget.min_steps=1",
                      "budget.epochs=1"], prep, multirun=True))  # fmt: skip
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     from benchmark import tracking
-    from benchmark.job import Context, source_weights_file
-    from benchmark.run import compose_job
+    from benchmark.compose import compose_job
+    from benchmark.recipe import source_weights_file
+    from benchmark.spec import Context
 
     client = tracking.open_store(f"sqlite:///{prep / 'mlflow.db'}")
     ctx = Context(client, tracking.ensure_experiment(client, "bench"), prep / "cache")

@@ -171,6 +171,11 @@ class Preprocessing:
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
 
     def __post_init__(self) -> None:
+        # config lists become tuples of floats, so equal settings hash (and enter content keys) identically
+        object.__setattr__(self, "image_size", int(self.image_size))
+        object.__setattr__(self, "in_chans", int(self.in_chans))
+        object.__setattr__(self, "mean", tuple(float(x) for x in self.mean))
+        object.__setattr__(self, "std", tuple(float(x) for x in self.std))
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise ValueError(f"mean/std need {self.in_chans} values (in_chans), got {self.mean} and {self.std}")
 

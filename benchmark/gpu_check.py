@@ -15,6 +15,12 @@ import time
 import torch
 from torch.utils.data import TensorDataset
 
+from benchmark.data import Preprocessing
+from benchmark.models import build_model
+from benchmark.module import Optimization
+from benchmark.strategies.finetune import Finetune
+from benchmark.train import Budget, TrainerSettings, fit_and_test
+
 
 def _data(n: int, size: int, classes: int = 10) -> TensorDataset:
     g = torch.Generator().manual_seed(0)
@@ -22,12 +28,6 @@ def _data(n: int, size: int, classes: int = 10) -> TensorDataset:
 
 
 def harness(arch: str, size: int, batch: int, steps: int, epochs: int, gpu: bool) -> float:
-    from benchmark.data import Preprocessing
-    from benchmark.module import Optimization
-    from benchmark.sources.models import build_model
-    from benchmark.strategies.finetune import Finetune
-    from benchmark.train import Budget, TrainerSettings, fit_and_test
-
     model = build_model(arch, 10, Preprocessing(size))
     settings = TrainerSettings(
         accelerator="gpu" if gpu else "cpu", precision="bf16-mixed" if gpu else "32-true", channels_last=gpu

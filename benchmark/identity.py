@@ -1,7 +1,7 @@
 """Run identity: which runs are the same experiment (run key), which belong to one cell (cell key), and how a cell
 differs from the defaults (variant).
 
-All three are derived here, from one identity dict that ``benchmark.run.run_identity`` builds from the unresolved
+All three are derived here, from one identity dict that ``benchmark.compose.run_identity`` builds from the unresolved
 config, so they cannot drift apart:
 
 * ``run_key`` = hash of the identity: a FINISHED run with the same key is reused, never recomputed.
@@ -12,21 +12,27 @@ config, so they cannot drift apart:
   (``frozen_stages=1``, ``budget.epochs=4``, ``weights=model.safetensors@1a2b3c4d``); empty when nothing differs.
 
 File weights enter the identity by content (sha256), never by path: a replaced file is a new run, a moved one is not.
+
+The content keys of cached artefacts (a pretrained source, frozen features, a self-supervised pretraining) are built
+here too, each from one ``architecture`` identity (architecture, model arguments, preprocessing), so a model is
+named the same way in every key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmark.util import stable_hash
 
-KEY_VERSION = 2
+KEY_VERSION = 3
 """Bumped when a change to the harness makes old runs incomparable: every run key changes with it.
-2: trainer numerics (accelerator, deterministic, channels_last, compile) and file weights by content."""
+2: trainer numerics (accelerator, deterministic, channels_last, compile) and file weights by content.
+3: strategies and weights kinds are identified by id and settings, not by the Python class that implements them
+(``_target_`` left out, so moving code changes no key); a strategy's ``meta`` block is part of its settings."""
 
 NUMERICS = ("accelerator", "precision", "deterministic", "channels_last", "compile")
 """Trainer settings that change a run's numbers (part of every key). Threads, DataLoader workers, checkpoint
@@ -112,3 +118,28 @@ def file_digest(path: Path) -> str:
                 h.update(chunk)
         _DIGESTS[memo] = h.hexdigest()
     return _DIGESTS[memo]
+
+
+def architecture(source: Any) -> dict[str, Any]:
+    """What builds a source's model and feeds it: architecture, model arguments, preprocessing (a ``SourceSpec``)."""
+    return {"arch": source.arch, "model_kwargs": source.model_kwargs, "preprocessing": asdict(source.preprocessing)}
+
+
+def pretrain_key(source: Any) -> str:
+    """Content address of a harness-pretrained checkpoint: architecture, dataset config and recipe. It also seeds
+    the pretraining, so it must not change for the same source."""
+    weights = source.weights
+    return stable_hash({**architecture(source), "dataset": weights.dataset_config, "recipe": asdict(weights.recipe)})
+
+
+def feature_key(source: Any, weights_id: str, target_id: str, target_config: dict[str, Any]) -> str:
+    """Content address of a model's frozen features of one target: architecture, weights identity (the kind's
+    ``content_id``, or the key of weights a strategy trained itself), target."""
+    return stable_hash(
+        {**architecture(source), "weights": weights_id, "target": {"id": target_id, "config": target_config}}
+    )
+
+
+def pretraining_key(source: Any, data: dict[str, Any], pretraining: dict[str, Any], seed: int) -> str:
+    """Content address of a strategy's own pretraining (SimCLR): architecture, images, its settings, seed."""
+    return stable_hash({**architecture(source), "data": data, "pretraining": pretraining, "seed": seed})

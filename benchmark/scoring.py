@@ -28,32 +28,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark import similarity, transferability
+from benchmark import identity, similarity, transferability
 from benchmark.features import cached_split_features, extract
-from benchmark.sources.models import (
-    FileWeights,
-    HubWeights,
-    PretrainWeights,
-    build_model,
-    classifier_prefixes,
-    hub_checkpoint,
-    load_verified,
-    read_state_dict,
-)
+from benchmark.models import build_model, classifier_prefixes, load_verified
+from benchmark.spec import Context, JobSpec
+from benchmark.splits import load_splits
 from benchmark.util import stable_hash
 
 log = logging.getLogger(__name__)
 
 
-def _source_model(job, weights_file: Path | None):
+def _source_model(job: JobSpec, weights_file: Path | None):
     """The source architecture with its own head, fully loaded (head included)."""
-    weights = job.source.weights
-    if isinstance(weights, HubWeights):
-        state = read_state_dict(hub_checkpoint(weights.tag))
-    elif isinstance(weights, PretrainWeights | FileWeights):
-        state = read_state_dict(Path(weights_file))
-    else:
+    if weights_file is None:
         raise ValueError(f"source {job.source.id!r} has no weights to score")
+    state = job.source.weights.state_dict(weights_file)
     probe = build_model(job.source.arch, 2, job.source.preprocessing, **job.source.model_kwargs)
     head_w = [v for k, v in state.items() if k.startswith(classifier_prefixes(probe)) and k.endswith("weight")]
     n_source = int(head_w[0].shape[0]) if head_w else 0
@@ -65,17 +54,16 @@ def _source_model(job, weights_file: Path | None):
 
 
 def pair_scores(
-    job, ctx, weights_file: Path | None, subset: np.ndarray | None = None, max_samples: int = 1000
+    job: JobSpec, ctx: Context, weights_file: Path | None, subset: np.ndarray | None = None, max_samples: int = 1000
 ) -> dict[str, float]:
     """All scores of the job's (source, target) pair: transferability on the training examples ``subset`` (indices
     into the training split, the labelled examples of the runs; None: all of them), similarity on the whole split.
     Cached by content (source weights, target, preprocessing, and the subset for transferability);
     ``time/scores_s`` is what computing them cost."""
-    from benchmark.job import feature_key, load_splits
-
     splits = load_splits(job.target_id, job.target, job.target_config)
     subset = np.arange(len(splits.train)) if subset is None else np.asarray(subset, dtype=np.int64)
-    fkey = feature_key(job, weights_file)
+    fkey = identity.feature_key(job.source, job.source.weights.content_id(weights_file), job.target_id,
+                                job.target_config)  # fmt: skip
     cache = Path(ctx.cache_dir) / "scores"
     model, feats = None, None
 
@@ -103,8 +91,8 @@ def pair_scores(
 
     def similarity_scores() -> dict[str, float]:
         source_model, split = features()
-        weights = job.source.weights
-        src = load_splits(weights.dataset_id, weights.dataset, weights.dataset_config).train
+        labelled = job.source.weights.labelled_data
+        src = load_splits(labelled.dataset_id, labelled.dataset, labelled.config).train
         f = split.train.numpy().astype(np.float64)  # unlabelled images: the whole training split
         rng = np.random.default_rng(0)
         pick_s = np.sort(rng.choice(len(src), size=min(max_samples, len(src)), replace=False))
@@ -119,7 +107,7 @@ def pair_scores(
 
     labelled = stable_hash(subset.tolist(), length=16)
     parts = [(stable_hash({"features": fkey, "subset": labelled, "v": 2}), transfer_scores)]
-    if isinstance(job.source.weights, PretrainWeights):  # the source's own images are needed
+    if job.source.weights.labelled_data is not None:  # the source's own images are needed
         parts.append((stable_hash({"features": fkey, "max_samples": max_samples, "v": 2}), similarity_scores))
     scores: dict[str, float] = {"time/scores_s": 0.0}
     for key, compute in parts:

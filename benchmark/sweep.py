@@ -140,6 +140,14 @@ CELL_METRICS = {
 """Metric of a cell run -> column of ``benchmark.report.summarize`` (``ci_*``: the interval the verdict used)."""
 
 
+def write_record(path: Path, record: dict) -> None:
+    """Atomically write a job record (``record_path``) for the sweep's finaliser."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+
+
 def record_cells(
     client, experiment_id: str, parent_run_id: str, sweep_id: str, cells, comparison: str, family: str
 ) -> list[str]:

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import Dataset, Sampler, TensorDataset
 
 from benchmark.callbacks import DivergenceGuard, EpochCheckpoint, EpochLogger, ModelSelection
 from benchmark.data import EpochShuffle, seed_hash
+from benchmark.loaders import make_loader
 from benchmark.module import Optimization, TransferModule
 from benchmark.strategies.base import TransferStrategy
 
@@ -99,41 +100,6 @@ class EpochDraw(Sampler[int]):
             g = torch.Generator().manual_seed(seed_hash("source_order", self.seed, self.salt, self.epoch, k))
             out += torch.randperm(self.n, generator=g).tolist()
         return iter(out[: self.length])
-
-
-class InMemoryBatches(TensorDataset):
-    """A TensorDataset fetched a whole batch at a time (one indexing op per tensor instead of a Python call and a
-    collate per example)."""
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        idx = torch.as_tensor(indices)
-        return tuple(t[idx] for t in self.tensors)
-
-
-def _as_is(batch):
-    return batch
-
-
-def make_loader(
-    dataset: Dataset,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    num_workers: int = 0,
-    salt: str = "",
-    sampler: Sampler | None = None,
-) -> DataLoader:
-    batched = isinstance(dataset, TensorDataset)
-    if sampler is None and shuffle:
-        sampler = EpochShuffle(len(dataset), seed, salt)
-    return DataLoader(
-        InMemoryBatches(*dataset.tensors) if batched else dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-        collate_fn=_as_is if batched else None,
-    )
 
 
 def fit_and_test(

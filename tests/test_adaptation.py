@@ -20,10 +20,12 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
 from benchmark import tracking
+from benchmark.compose import compose_job
 from benchmark.data import Preprocessing, Splits, TensorImageSet
-from benchmark.job import _SPLITS_CACHE, Context, execute
-from benchmark.run import compose_job
-from benchmark.sources.models import build_model
+from benchmark.job import execute
+from benchmark.models import build_model
+from benchmark.spec import Context
+from benchmark.splits import _SPLITS_CACHE
 from benchmark.targets.base import Target
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
@@ -100,11 +102,11 @@ def test_adaptation_is_paired_with_scratch_and_source_only(ctx, tmp_path):
 
 
 def test_adaptation_preflight_names_the_problem():
-    from benchmark.job import data_problems
+    from benchmark.recipe import data_problems
 
     job = compose_job([*TINY[2:], "source=test_resnet_in1k", "target=digits", "strategy=coral"])
     (problem,) = data_problems(job)
-    assert "weights.kind='hub'" in problem and "source=synth_digits" in problem
+    assert "has hub weights (no dataset)" in problem and "source=synth_digits" in problem
     job = compose_job([*TINY, "source=synth_letters", "target=digits", "strategy=mmd"])
     problems = data_problems(job)
     assert problems and "same classes" in problems[0] and "'A'" in problems[0]

@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from benchmark import tracking
+from benchmark.compose import build_job
 from benchmark.report import load_runs
-from benchmark.run import build_job
 
 NEEDS_FILES = {"mnist", "cifar10"}  # torchvision datasets: offline without files they must fail clearly
 
@@ -73,9 +73,9 @@ def test_every_target_builds_or_names_what_is_missing(target, tmp_path):
 def test_every_strategy_builds(strategy):
     job = _job([f"strategy={strategy}"])
     assert job.strategy_id == strategy
-    assert (job.baseline is None) == (job.strategy.role == "baseline")  # scratch, cluster_random, anomaly_random
+    assert (job.baseline is None) == job.meta.is_baseline  # scratch, cluster_random, anomaly_random
     if job.baseline is not None:
-        assert job.baseline.strategy.role == "baseline" and not job.baseline.strategy.uses_pretrained
+        assert job.baseline.meta.is_baseline and not job.baseline.meta.uses_source_weights
 
 
 def test_baseline_key_ignores_the_source_weights_but_not_the_architecture():
@@ -102,8 +102,12 @@ def test_bad_input_is_rejected_before_training():
         _job(["source.arch=test_resnett"])
     with pytest.raises(Exception, match=r"(?s)Could not find 'strategy/finetun'.*finetune"):
         compose(["strategy=finetun"])
-    with pytest.raises(ValueError, match=r"unknown weights.kind 'magic'; choices: none, hub, file, pretrain"):
-        _job(["source.weights.kind=magic"])
+    with pytest.raises(
+        ValueError,
+        match=r"weights._target_='magic' is not a weights kind; kinds: file \(benchmark"
+        r".sources.file.FileWeights\), hub .*none .*pretrain \(benchmark.sources.pretrain.PretrainWeights",
+    ):
+        _job(["source.weights._target_=magic"])
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from torch.utils.data import TensorDataset
 
 import benchmark.features as features
 from benchmark import tracking
-from benchmark.job import Context, ensure_run, execute
-from benchmark.run import compose_job
+from benchmark.compose import compose_job
+from benchmark.job import ensure_run, execute
+from benchmark.spec import Context
 from benchmark.strategies.base import TransferStrategy
 from benchmark.train import Budget, TrainerSettings, fit_and_test
 

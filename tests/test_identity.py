@@ -25,11 +25,16 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import save_file
 
 from benchmark import provenance, tracking, transferability
+from benchmark.compare import log_scores
+from benchmark.compose import build_job
 from benchmark.data import label_subset
 from benchmark.features import extract
-from benchmark.job import RERUN, Context, execute, load_splits, log_scores, resumable_run
-from benchmark.run import build_job, preflight
-from benchmark.sources.models import build_model, load_verified, read_state_dict
+from benchmark.job import execute
+from benchmark.lifecycle import resumable_run
+from benchmark.models import build_model, load_verified, read_state_dict
+from benchmark.preflight import preflight
+from benchmark.spec import RERUN, Context
+from benchmark.splits import load_splits
 
 TINY = ["budget.epochs=1", "budget.min_steps=2", "budget.batch_size=16", "scores=false"]
 

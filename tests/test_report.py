@@ -186,8 +186,9 @@ def test_aa_calibration(store, tmp_path):
     0, 1, 2 in every cell: the mean delta per seed over the 60 cells was +0.009, +0.014, -0.011, about 5 standard
     errors of data noise apart, and after two seeds the pooled 99% interval excluded 0 (+0.014 [+0.004, +0.023],
     112 pairs). Cell k therefore runs on seeds 3k, 3k+1, 3k+2."""
-    from benchmark.job import Context, execute
-    from benchmark.run import build_job
+    from benchmark.compose import build_job
+    from benchmark.job import execute
+    from benchmark.spec import Context
 
     client = tracking.open_store(store)
     exp = tracking.ensure_experiment(client, "aa")
@@ -333,7 +334,7 @@ def test_failed_and_diverged_seeds_are_shown_and_mark_the_cell(store, tmp_path):
 def _sweep(store, tmp_path, name, run_ids, baseline_ids, monkeypatch):
     """A sweep over already-recorded runs (as when every job was reused), finalised by the real code."""
     from benchmark import sweep
-    from benchmark.job import write_record
+    from benchmark.sweep import write_record
 
     state = sweep.start(store, "shared", None, tmp_path / name, [], "sha", "test/acc", 0.05, 0.01)
     monkeypatch.delenv(sweep.STATE_ENV)
@@ -608,8 +609,8 @@ def _finalized_sweep(store: str, tmp_path, overrides: list[str], f1_shift: dict 
     the entry point's callback (parent run and sweep state), one job record per transfer run (as ``run_job`` writes
     them) pointing at runs recorded beforehand, then the callback's end-of-sweep hook."""
     from benchmark import sweep
-    from benchmark.job import write_record
-    from benchmark.run import SweepCallback
+    from benchmark.hydra_callback import SweepCallback
+    from benchmark.sweep import write_record
 
     client = MlflowClient(store)
     ids = _sweep_store(client, tracking.ensure_experiment(client, "configured"), f1_shift)

@@ -19,9 +19,10 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from benchmark import tracking
-from benchmark.job import Context, execute
+from benchmark.compose import build_job
+from benchmark.job import execute
 from benchmark.module import Optimization
-from benchmark.run import build_job
+from benchmark.spec import Context
 from benchmark.strategies.base import TransferStrategy
 from benchmark.train import Budget, TrainerSettings, fit_and_test, in_memory_features
 

@@ -8,16 +8,16 @@ import torch
 from safetensors.torch import save_file
 
 from benchmark.data import Preprocessing
-from benchmark.sources.models import (
-    FileWeights,
-    HubWeights,
-    build_model,
-    check_arch,
-    load_source_weights,
-    read_state_dict,
-)
+from benchmark.models import build_model, check_arch, read_state_dict
+from benchmark.sources.file import FileWeights
+from benchmark.sources.hub import HubWeights
 
 PREP = Preprocessing(32)
+
+
+def load_source_weights(model, weights) -> int:
+    """What a run does with its source's weights: the kind's local file, loaded through the kind."""
+    return weights.load(model, weights.local_file(None, None, None))
 
 
 def _source_state(num_classes: int = 7) -> dict[str, torch.Tensor]:

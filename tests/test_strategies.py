@@ -18,20 +18,24 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from conftest import CONF, options
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from timm.models import group_parameters
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import TensorDataset
 
-from benchmark import tracking
+from benchmark import strategies, tracking
 from benchmark.callbacks import RunWatch
+from benchmark.compose import build_strategy, compose_job, strategy_config
 from benchmark.data import Preprocessing, label_subset
-from benchmark.job import Context, checkpoint_path, load_splits, train_run
+from benchmark.job import train_run
+from benchmark.lifecycle import checkpoint_path
+from benchmark.models import build_model, classifier_prefixes
 from benchmark.module import Optimization
-from benchmark.run import compose_job
-from benchmark.sources.models import build_model, classifier_prefixes
+from benchmark.recipe import adapts
+from benchmark.spec import Context
+from benchmark.splits import load_splits
 from benchmark.strategies.base import TransferStrategy
+from benchmark.strategies.evaluation import EvaluationProtocol
 from benchmark.train import Budget, TrainerSettings, fit_and_test
 
 ARCHS = ["test_resnet", "test_vit"]
@@ -173,13 +177,21 @@ def _job(strategy_id: str, arch: str):
 
 
 @pytest.mark.parametrize("strategy_id", options("strategy"))
-def test_strategy_naming_follows_the_registry(strategy_id):
-    cfg = OmegaConf.load(CONF / "strategy" / f"{strategy_id}.yaml")
-    assert cfg._target_ == f"benchmark.strategies.{strategy_id}.{_camel(strategy_id)}"
-    strategy = instantiate(cfg)
-    assert isinstance(strategy, TransferStrategy)
-    assert strategy.role == ("baseline" if strategy_id == "scratch" else "transfer") or not strategy.uses_pretrained
-    assert strategy.data in ("labelled", "adaptation", "none")
+def test_strategy_yaml_names_its_method_and_its_comparison(strategy_id):
+    """A strategy with a module of its own names its class after its id; a YAML-only strategy (a baseline such as
+    ``cluster_random``, the A/A control) reuses another's method and differs only in its ``meta`` block."""
+    node = strategy_config(strategy_id, "test")
+    strategy, meta = build_strategy(strategy_id, node)
+    assert isinstance(strategy, TransferStrategy | EvaluationProtocol)
+    if (Path(strategies.__file__).parent / f"{strategy_id}.py").is_file():
+        assert node._target_ == f"benchmark.strategies.{strategy_id}.{_camel(strategy_id)}"
+    if isinstance(strategy, TransferStrategy):
+        assert strategy.data in ("labelled", "adaptation")
+    if meta.is_baseline:
+        assert not meta.uses_source_weights, f"baseline {strategy_id} must not read the source's weights"
+    else:
+        _, base = build_strategy(meta.baseline, strategy_config(meta.baseline, "its baseline"))
+        assert base.is_baseline and not base.uses_source_weights
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -197,14 +209,14 @@ def test_strategy_trains_exactly_what_it_declares_on_its_production_path(strateg
     model = audit.model
     head = {n for n, _ in model.named_parameters() if n.startswith(classifier_prefixes(model))}
     backbone = {n for n, _ in model.named_parameters()} - head
-    assert (m["weights/loaded_tensors"] > 0) == strategy.uses_pretrained
+    assert (m["weights/loaded_tensors"] > 0) == job.meta.uses_source_weights
 
     # the strategy's own pretraining stage: runs, logs its loss, moves the backbone away from the initialisation
     if strategy_id in OWN_PRETRAINING:
         assert strategy.pretrain_identity() is not None, f"{strategy_id} must pretrain its backbone itself"
     if WHAT_TRAINS.get(strategy_id) == "nothing":
-        assert strategy.data == "none", f"{strategy_id} is evaluation-only, not data={strategy.data!r}"
-    if strategy.pretrain_identity() is None:
+        assert isinstance(strategy, EvaluationProtocol), f"{strategy_id} is evaluation-only: an EvaluationProtocol"
+    if isinstance(strategy, EvaluationProtocol) or strategy.pretrain_identity() is None:
         assert not pre and not _moved(initial, pretrained), f"{strategy_id} changed weights before its fit"
     else:
         assert any("loss" in k and math.isfinite(v) for k, v in pre.items()), f"no pretraining loss: {pre}"
@@ -212,10 +224,12 @@ def test_strategy_trains_exactly_what_it_declares_on_its_production_path(strateg
         unmoved = backbone - _moved(initial, pretrained)
         assert not unmoved, f"{strategy_id}: pretraining left backbone tensors at their init: {sorted(unmoved)[:5]}"
 
-    metric = strategy.metric or "test/acc"
+    metric = job.meta.metric or "test/acc"
     assert metric in m and math.isfinite(m[metric]), f"{strategy_id} did not produce its metric {metric}"
 
-    if strategy.data == "none":  # evaluation only: no fit, no weight or statistic moves, the metric is produced
+    if isinstance(
+        strategy, EvaluationProtocol
+    ):  # evaluation only: no fit, no weight or statistic moves, the metric is produced
         assert not audit.epochs and "train/loss" not in m, f"{strategy_id} is evaluation-only but trained"
         moved = _moved(pretrained, end)
         assert not moved, f"{strategy_id} is evaluation-only but changed {sorted(moved)[:5]}"
@@ -300,15 +314,13 @@ def _data(n: int = 48, classes: int = 4) -> TensorDataset:
     return TensorDataset(torch.randn(n, 3, 32, 32, generator=g), torch.arange(n) % classes)
 
 
-ADAPTATION = [
-    s for s in options("strategy") if instantiate(OmegaConf.load(CONF / "strategy" / f"{s}.yaml")).data == "adaptation"
-]
+ADAPTATION = [s for s in options("strategy") if adapts(build_strategy(s, strategy_config(s, "test"))[0])]
 
 
 @pytest.mark.parametrize("strategy_id", ADAPTATION)
 def test_adaptation_refuses_batches_without_target_images(strategy_id):
     """No silent "one batch as both domains" path: without the source's data an adaptation fit stops and says why."""
-    strategy = instantiate(OmegaConf.load(CONF / "strategy" / f"{strategy_id}.yaml"))
+    strategy, _ = build_strategy(strategy_id, strategy_config(strategy_id, "test"))
     model = build_model("test_resnet", 4, Preprocessing(32))
     budget = Budget(epochs=1, min_steps=0, batch_size=16, optimization=Optimization(lr=1e-2, warmup_fraction=0.0))
     with pytest.raises(TypeError, match=r"'source': \(x, y\), 'target'.*source_train="):

@@ -1,51 +1,85 @@
-"""Sources the harness pretrains itself: train once, cache content-addressed, log to MLflow, reuse in seconds."""
+"""Pretrain weights: the harness pretrains the source's architecture on a labelled dataset (a target config) with
+the source's recipe, once; the checkpoint is cached content-addressed, logged to MLflow and reused in seconds."""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-from benchmark import provenance, tracking
+from benchmark import identity, provenance, tracking
 from benchmark.data import seed_hash
+from benchmark.models import build_model
 from benchmark.module import Optimization
-from benchmark.sources.models import PretrainWeights, SourceSpec, build_model
+from benchmark.sources.weights import LabelledData, SourceWeights
+from benchmark.splits import load_splits
 from benchmark.strategies.scratch import Scratch
 from benchmark.train import Budget, TrainerSettings, fit_and_test
-from benchmark.util import file_lock, stable_hash
+from benchmark.util import file_lock
 
 log = logging.getLogger(__name__)
 
 
-def pretrain_key(source: SourceSpec) -> str:
-    """Content address of a pretrained checkpoint: architecture, preprocessing, dataset config and recipe."""
-    weights = source.weights
-    if not isinstance(weights, PretrainWeights):
-        raise TypeError("pretrain_key needs a source with pretrain weights")
-    return stable_hash(
-        {
-            "arch": source.arch,
-            "model_kwargs": source.model_kwargs,
-            "preprocessing": asdict(source.preprocessing),
-            "dataset": weights.dataset_config,
-            "recipe": asdict(weights.recipe),
-        }
-    )
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """How the harness pretrains a source on its dataset. Part of the checkpoint's content address."""
+
+    epochs: int = 4
+    batch_size: int = 128
+    lr: float = 3.0e-3
+    weight_decay: float = 0.05
+    seed: int = 0
 
 
-def ensure_pretrained(source: SourceSpec, ctx, trainer: TrainerSettings) -> Path:
+class PretrainWeights(SourceWeights):
+    """Weights the harness trains itself on ``dataset`` (a target config, e.g. ``/target@weights.dataset:
+    synth_digits`` in the source's defaults) with ``recipe``. The only kind with labelled source data."""
+
+    kind = "pretrain"
+
+    def __init__(self, dataset: DictConfig | dict | None = None, recipe: DictConfig | dict | None = None, **kw: Any):
+        super().__init__(**kw)
+        if dataset is None:
+            raise ValueError(f"source {self.source_id!r}: pretrain weights need weights.dataset (a target config)")
+        node = dataset if isinstance(dataset, DictConfig) else OmegaConf.create(dataset)
+        self.dataset_config: dict[str, Any] = OmegaConf.to_container(node, resolve=False)
+        self.dataset = instantiate(node)
+        self.dataset_id = self.dataset_id or "dataset"
+        recipe = OmegaConf.to_container(recipe, resolve=True) if isinstance(recipe, DictConfig) else recipe
+        self.recipe = PretrainRecipe(**(recipe or {}))
+
+    def problems(self, uses_weights: bool) -> list[str]:
+        found = self.dataset.problems()
+        return [f"source {self.source_id!r} pretraining dataset: " + "; ".join(found)] if found else []
+
+    def local_file(self, source: Any, ctx: Any, trainer: TrainerSettings) -> Path:
+        return ensure_pretrained(source, ctx, trainer)
+
+    def origin(self, file: Path | None) -> str:
+        return f"pretrained checkpoint {str(file)!r}"
+
+    @property
+    def labelled_data(self) -> LabelledData:
+        return LabelledData(self.dataset_id, self.dataset, self.dataset_config)
+
+
+def ensure_pretrained(source: Any, ctx: Any, trainer: TrainerSettings) -> Path:
     """The checkpoint file of ``source``; trained (once, under a lock) when neither cache nor MLflow has it.
 
-    ``ctx`` is the job's ``benchmark.job.Context``. A FINISHED pretrain run with the same key in the experiment
-    (e.g. a store copied from another machine) is downloaded instead of retrained.
+    ``source`` is a ``benchmark.spec.SourceSpec`` with these weights, ``ctx`` the job's ``benchmark.spec.Context``.
+    A FINISHED pretrain run with the same key in the experiment (e.g. a store copied from another machine) is
+    downloaded instead of retrained.
     """
     weights = source.weights
-    key = pretrain_key(source)
+    key = identity.pretrain_key(source)
     path = ctx.cache_dir / "sources" / f"{source.arch}-{weights.dataset_id}-{key}.safetensors"
     if path.is_file():
         return path
@@ -67,9 +101,7 @@ def ensure_pretrained(source: SourceSpec, ctx, trainer: TrainerSettings) -> Path
     return path
 
 
-def _pretrain(source: SourceSpec, key: str, path: Path, ctx, trainer: TrainerSettings) -> None:
-    from benchmark.job import load_splits
-
+def _pretrain(source: Any, key: str, path: Path, ctx: Any, trainer: TrainerSettings) -> None:
     weights = source.weights
     recipe = weights.recipe
     splits = load_splits(weights.dataset_id, weights.dataset, weights.dataset_config)

@@ -1,5 +1,2 @@
-"""Transfer strategies: one module per strategy id, class = PascalCase(id), base class ``TransferStrategy``."""
-
-from benchmark.strategies.base import ParamGroups, TransferStrategy
-
-__all__ = ["ParamGroups", "TransferStrategy"]
+"""Transfer strategies and evaluation protocols: one module per method (a class the strategy YAMLs name with
+``_target_``); how a strategy is compared (role, baseline, reference, metric) is its YAML's ``meta`` block."""

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.strategies.base import StepOutput, TransferStrategy
+from benchmark.strategies.base import Step, StepOutput, TransferStrategy
 
 
 def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,27 +50,26 @@ class DomainAdaptation(TransferStrategy):
     """
 
     data = "adaptation"
-    reference = "source_only"
 
     def __init__(self, weight: float = 1.0):
         if not 0.0 <= float(weight) <= 100.0:
             raise ValueError(f"weight must be in [0, 100], got {weight}")
         self.weight = float(weight)
 
-    def training_loss(self, module: Any, batch: Any) -> StepOutput:
+    def training_loss(self, step: Step, batch: Any) -> StepOutput:
         xs, ys, xt = split_batch(batch)
-        z, logits = features_and_logits(module.model, torch.cat([xs, xt]))
+        z, logits = features_and_logits(step.model, torch.cat([xs, xt]))
         n = len(xs)
         task = F.cross_entropy(logits[:n], ys)
         logs = {"task_loss": task.detach()}
         if min(n, len(z) - n) < 2:  # a one-row batch has no covariance or kernel mean: no alignment this step
             return StepOutput(task, logits[:n], ys, logs)
-        term, more = self.alignment(module, z[:n], z[n:], logits[:n], logits[n:])
+        term, more = self.alignment(step, z[:n], z[n:], logits[:n], logits[n:])
         logs.update({k: v.detach() for k, v in more.items()})
         return StepOutput(task + term, logits[:n], ys, logs)
 
     def alignment(
-        self, module: Any, z_s: torch.Tensor, z_t: torch.Tensor, logits_s: torch.Tensor, logits_t: torch.Tensor
+        self, step: Step, z_s: torch.Tensor, z_t: torch.Tensor, logits_s: torch.Tensor, logits_t: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The term added to the source cross-entropy (weighted) and scalars to log (``align_loss`` unweighted)."""
         raise NotImplementedError

@@ -7,10 +7,12 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from benchmark.strategies.linear_probe import LinearProbe
+from benchmark.features import extract, pixels
+from benchmark.losses import knn_anomaly_auroc
+from benchmark.strategies.evaluation import EvaluationProtocol
 
 
-class Anomaly(LinearProbe):
+class Anomaly(EvaluationProtocol):
     """Hold classes out as anomalies; the normal reference is the labelled training subset of the other classes.
     A test image's anomaly score is its mean distance to its ``k`` nearest normal training images in the frozen
     backbone's (L2-normalised) pre-logits features (deep kNN, Bergman et al. 2020); AUROC of anomalies (positive)
@@ -19,10 +21,6 @@ class Anomaly(LinearProbe):
     classes out together. Nothing trains. Baseline: ``anomaly_random`` (the random-init network); raw pixels are
     logged alongside (``test/auroc_pixels``).
     """
-
-    data = "none"
-    metric = "test/auroc"
-    baseline = "anomaly_random"
 
     def __init__(self, anomaly_classes: list[int] | None = None, k: int = 5, pixels: bool = True):
         if int(k) < 1:
@@ -40,7 +38,6 @@ class Anomaly(LinearProbe):
         return [self.anomaly_classes]
 
     def evaluate(self, model: nn.Module, splits: Any, train_indices: Any, prep: Any, seed: int) -> dict[str, float]:
-        from benchmark.features import extract, pixels
 
         settings = self.settings(splits.num_classes)
         train_set = splits.train.subset(train_indices)
@@ -57,7 +54,5 @@ class Anomaly(LinearProbe):
         return out
 
     def _auroc(self, train_f, train_y, test_f, test_y, held: list[int]) -> float:
-        from benchmark.losses import knn_anomaly_auroc
-
         normal = ~np.isin(train_y, held)
         return knn_anomaly_auroc(train_f[normal], test_f, np.isin(test_y, held), k=min(self.k, int(normal.sum())))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from benchmark.sources.models import classifier_prefixes
+from benchmark.models import classifier_prefixes
 
 ParamGroups = list[dict[str, Any]]
 """Optimizer groups: ``{"params": [...], "lr_scale": float}``; the module multiplies the base learning rate."""
@@ -48,36 +48,31 @@ class Pretraining:
     accelerator: str = "cpu"
 
 
+@dataclass
+class Step:
+    """What a strategy's ``training_loss`` gets besides the batch: the model, the strategy's own trainable modules
+    (``extra_modules``, e.g. a domain discriminator, on the model's device) and the training progress in [0, 1]."""
+
+    model: nn.Module
+    extra: nn.ModuleDict
+    progress: float
+
+
 class TransferStrategy:
     """Base class: decide which parameters train, at which relative learning rate, with which loss.
 
-    Class attributes:
-        uses_pretrained: False when the run ignores the source's weights (``scratch``); its run key then keeps
-            only the source's architecture and preprocessing, so every source of one architecture shares it.
-        role: ``baseline`` (only ``scratch``) or ``transfer`` (compared with the baseline); the MLflow tag ``role``.
-        seed_salt: mixed into the model-initialisation and data-order seeds. Empty for every real strategy, so a
-            pair differs only by what the strategy does; the A/A control sets it to get independent randomness.
+    How a run is compared and identified (role, baseline, reference, metric, whether it reads the source's weights,
+    seed salt) is not the class's business: it is the ``meta:`` block of the strategy's YAML
+    (``benchmark.strategies.meta``). Evaluation-only protocols (nothing trains) implement
+    ``benchmark.strategies.evaluation.EvaluationProtocol`` instead.
     """
 
-    uses_pretrained: bool = True
-    role: str = "transfer"
-    seed_salt: str = ""
     frozen_backbone: bool = False
     """True when only the classifier trains and the backbone stays in eval mode for the whole run: the harness then
     runs the backbone once per example and trains the classifier on cached features (``trainer.feature_cache``)."""
     data: str = "labelled"
-    """What the run trains on: ``labelled`` (the target's labelled subset), ``adaptation`` (the source's labelled
-    data plus the target's training images without their labels: domain adaptation) or ``none`` (evaluation only,
-    ``evaluate`` replaces training)."""
-    baseline: str = "scratch"
-    """Strategy id of the matched baseline every run of this strategy is compared with (``conf/strategy/<id>.yaml``,
-    a strategy with ``role = "baseline"``)."""
-    reference: str | None = None
-    """Strategy id of a second comparison (domain adaptation is also compared with ``source_only``): logged as
-    ``reference_delta/<metric>`` and summarised in its own verdict table."""
-    metric: str | None = None
-    """The metric the verdict is computed on when it is not the sweep's ``verdict.metric`` (``test/nmi`` for
-    clustering, which has no accuracy)."""
+    """What the run trains on: ``labelled`` (the target's labelled subset) or ``adaptation`` (the source's labelled
+    data plus the target's training images without their labels: domain adaptation)."""
 
     def setup(self, model: nn.Module) -> None:
         """Called once after the source weights are loaded, before the optimizer is built."""
@@ -102,11 +97,10 @@ class TransferStrategy:
         move to the device, are checkpointed and are optimised at the base learning rate)."""
         return {}
 
-    def training_loss(self, module: Any, batch: Any) -> StepOutput:
-        """The loss of one training batch; ``module`` is the ``TransferModule`` (``module.model``, ``module.extra``,
-        ``module.progress`` in [0, 1]). Default: cross-entropy on a labelled batch ``(x, y)``."""
+    def training_loss(self, step: Step, batch: Any) -> StepOutput:
+        """The loss of one training batch. Default: cross-entropy on a labelled batch ``(x, y)``."""
         x, y = batch
-        logits = module.model(x)
+        logits = step.model(x)
         return StepOutput(F.cross_entropy(logits, y), logits, y)
 
     def pretrain_identity(self) -> dict[str, Any] | None:
@@ -118,10 +112,6 @@ class TransferStrategy:
         """Called after the source weights are loaded and before training: self-supervised strategies train the
         backbone on unlabelled images here (cached under ``data.key``). Returns metrics for the run."""
         return {}
-
-    def evaluate(self, model: nn.Module, splits: Any, train_indices: Any, prep: Any, seed: int) -> dict[str, float]:
-        """Evaluation-only strategies (``data = "none"``): score the model without training; returns test metrics."""
-        raise NotImplementedError(f"{type(self).__name__} trains; only data='none' strategies evaluate directly")
 
     def describe(self) -> dict[str, Any]:
         """The strategy's settings, for the run description."""

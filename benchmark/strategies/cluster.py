@@ -6,23 +6,19 @@ from typing import Any
 
 from torch import nn
 
-from benchmark.strategies.linear_probe import LinearProbe
+from benchmark.features import extract, pixels
+from benchmark.losses import cluster_scores
+from benchmark.strategies.evaluation import EvaluationProtocol
 
 
-class Cluster(LinearProbe):
+class Cluster(EvaluationProtocol):
     """Cluster the target's test images by k-means (k = number of classes) on the frozen backbone's pre-logits
     features and score the partition against the true labels: NMI (``test/nmi``, the verdict metric) and ARI
     (``test/ari``). Nothing trains; the labels are read only to score. The baseline, ``cluster_random``, clusters
     the features of the same architecture at its random initialisation (same seed); clustering the raw pixels is
     logged alongside (``test/nmi_pixels``, ``test/ari_pixels``) as the no-network reference. k-means: scikit-learn,
     standardised features, 10 restarts seeded by the run's seed (``benchmark.losses.cluster_scores``).
-
-    Subclassing ``LinearProbe`` only fixes what a caller of ``fit_and_test`` would train: nothing but the head.
     """
-
-    data = "none"
-    metric = "test/nmi"
-    baseline = "cluster_random"
 
     def __init__(self, n_clusters: int | None = None, pixels: bool = True, split: str = "test"):
         if split not in ("train", "val", "test"):
@@ -33,8 +29,6 @@ class Cluster(LinearProbe):
         self.pixels, self.split = bool(pixels), split
 
     def evaluate(self, model: nn.Module, splits: Any, train_indices: Any, prep: Any, seed: int) -> dict[str, float]:
-        from benchmark.features import extract, pixels
-        from benchmark.losses import cluster_scores
 
         images = getattr(splits, self.split)
         data = prep.apply(images)

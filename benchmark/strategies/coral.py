@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from benchmark.losses import coral_loss
 from benchmark.strategies.adaptation import DomainAdaptation
+from benchmark.strategies.base import Step
 
 
 class Coral(DomainAdaptation):
@@ -18,6 +17,6 @@ class Coral(DomainAdaptation):
     def __init__(self, weight: float = 1.0):
         super().__init__(weight)
 
-    def alignment(self, module: Any, z_s, z_t, logits_s, logits_t) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def alignment(self, step: Step, z_s, z_t, logits_s, logits_t) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = coral_loss(logits_s, logits_t)
         return self.weight * loss, {"align_loss": loss}

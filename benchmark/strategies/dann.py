@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
 from benchmark.losses import DomainDiscriminator, dann_lambda, dann_loss
 from benchmark.strategies.adaptation import DomainAdaptation
+from benchmark.strategies.base import Step
 
 
 class Dann(DomainAdaptation):
@@ -30,7 +29,7 @@ class Dann(DomainAdaptation):
     def extra_modules(self, model: nn.Module, num_classes: int) -> dict[str, nn.Module]:
         return {"discriminator": DomainDiscriminator(model.num_features, self.hidden)}
 
-    def alignment(self, module: Any, z_s, z_t, logits_s, logits_t) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        lam = self.weight * dann_lambda(module.progress, self.gamma)
-        loss = dann_loss(module.extra["discriminator"], z_s, z_t, lam)
+    def alignment(self, step: Step, z_s, z_t, logits_s, logits_t) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        lam = self.weight * dann_lambda(step.progress, self.gamma)
+        loss = dann_loss(step.extra["discriminator"], z_s, z_t, lam)
         return loss, {"align_loss": loss, "grl_lambda": torch.tensor(lam)}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from benchmark.losses import mk_mmd_loss
 from benchmark.strategies.adaptation import DomainAdaptation
+from benchmark.strategies.base import Step
 
 
 class Mmd(DomainAdaptation):
@@ -23,6 +22,6 @@ class Mmd(DomainAdaptation):
         self.estimator = str(estimator)
         mk_mmd_loss(torch.zeros(2, 1), torch.ones(2, 1), self.kernel_mults, self.estimator)  # validate now
 
-    def alignment(self, module: Any, z_s, z_t, logits_s, logits_t) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def alignment(self, step: Step, z_s, z_t, logits_s, logits_t) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = mk_mmd_loss(z_s, z_t, self.kernel_mults, self.estimator)
         return self.weight * loss, {"align_loss": loss}

@@ -9,6 +9,3 @@ class Scratch(TransferStrategy):
     Every transfer run is compared with the scratch run that shares its baseline key: same architecture,
     preprocessing, target, label subset, seed and training budget.
     """
-
-    uses_pretrained = False
-    role = "baseline"

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from benchmark.data import seed_hash
+from benchmark.loaders import make_loader
 from benchmark.losses import nt_xent_loss, simclr_augment
 from benchmark.strategies.base import Pretraining
 from benchmark.util import file_lock
@@ -70,8 +71,6 @@ class SimCLRModule(pl.LightningModule):
 class SimCLRPretraining:
     """Mixin for strategies that pretrain their backbone with SimCLR before the labelled stage."""
 
-    uses_pretrained = False  # the source's weights are not used: only its architecture and preprocessing
-
     def _init_simclr(self, epochs: int = 30, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
                      temperature: float = 0.5, proj_dim: int = 64, images: str = "target",
                      augment: dict[str, Any] | None = None) -> None:  # fmt: skip
@@ -106,8 +105,6 @@ class SimCLRPretraining:
                 "ssl/epochs": float(len(losses)), "time/ssl_pretrain_s": info["seconds"]}  # fmt: skip
 
     def _train(self, model: nn.Module, data: Pretraining, path, meta) -> None:
-        from benchmark.train import make_loader
-
         t0 = time.perf_counter()
         module = SimCLRModule(model, self.proj_dim, self.temperature, self.ssl_lr, self.ssl_weight_decay,
                               self.augment, data.seed)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 import torch.nn.functional as F
 
 from benchmark.strategies.adaptation import DomainAdaptation, split_batch
-from benchmark.strategies.base import StepOutput
+from benchmark.strategies.base import Step, StepOutput
 
 
 class SourceOnly(DomainAdaptation):
@@ -18,12 +18,10 @@ class SourceOnly(DomainAdaptation):
     "does a model trained on the source, without any target label, beat training on the target's few labels?".
     """
 
-    reference = None
-
     def __init__(self):
         super().__init__(weight=0.0)
 
-    def training_loss(self, module: Any, batch: Any) -> StepOutput:
+    def training_loss(self, step: Step, batch: Any) -> StepOutput:
         xs, ys, _ = split_batch(batch)
-        logits = module.model(xs)
+        logits = step.model(xs)
         return StepOutput(F.cross_entropy(logits, ys), logits, ys)

@@ -1,4 +1,4 @@
-"""Model construction and verified weight loading.
+"""Model construction (timm) and verified weight loading: the architecture facts every other module reads.
 
 timm loads checkpoints non-strictly whenever the classifier changes and only *logs* what did not match, so a
 "pretrained" run can silently be a scratch run (a prefixed checkpoint loads nothing). Every load here goes through
@@ -9,10 +9,7 @@ shape, and checkpoints are read with ``weights_only=True`` or from safetensors.
 from __future__ import annotations
 
 import difflib
-import logging
-import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,68 +18,6 @@ import torch
 from torch import nn
 
 from benchmark.data import Preprocessing
-from benchmark.targets.base import Target
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NoWeights:
-    """Random initialisation: the source can only serve as an architecture for ``scratch``."""
-
-    kind: str = "none"
-
-
-@dataclass(frozen=True)
-class HubWeights:
-    """A timm pretrained tag (``resnet50.a1_in1k``), read from the Hugging Face cache or downloaded when online."""
-
-    tag: str
-    kind: str = "hub"
-
-
-@dataclass(frozen=True)
-class FileWeights:
-    """A local ``.safetensors`` or ``.pth``/``.pt`` state dict, loaded strictly except for the classifier."""
-
-    path: Path
-    kind: str = "file"
-
-
-@dataclass(frozen=True)
-class PretrainRecipe:
-    """How the harness pretrains a source on its dataset. Part of the checkpoint's content address."""
-
-    epochs: int = 4
-    batch_size: int = 128
-    lr: float = 3.0e-3
-    weight_decay: float = 0.05
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class PretrainWeights:
-    """Weights the harness trains itself on a source dataset, cached content-addressed and logged to MLflow."""
-
-    dataset_id: str
-    dataset: Target
-    dataset_config: dict[str, Any]
-    recipe: PretrainRecipe = field(default_factory=PretrainRecipe)
-    kind: str = "pretrain"
-
-
-SourceWeights = NoWeights | HubWeights | FileWeights | PretrainWeights
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """Everything that defines a source: its id, architecture, preprocessing and weights."""
-
-    id: str
-    arch: str
-    preprocessing: Preprocessing
-    weights: SourceWeights
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 def check_arch(arch: str) -> str | None:
@@ -175,40 +110,3 @@ def load_verified(model: nn.Module, state: dict[str, torch.Tensor], origin: str)
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)
     return len(usable)
-
-
-def hub_checkpoint(tag: str) -> Path:
-    """The local file of a timm hub tag; with ``HF_HUB_OFFLINE=1`` only the cache is read (clear error if absent)."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    cfg = timm.get_pretrained_cfg(tag)
-    if cfg is None or not cfg.hf_hub_id:
-        known = timm.list_pretrained(tag.split(".", 1)[0] + "*")
-        raise ValueError(f"no Hugging Face weights for timm tag {tag!r}; pretrained tags of this model: {known}")
-    errors = []
-    for filename in ("model.safetensors", "pytorch_model.bin"):
-        try:
-            return Path(hf_hub_download(cfg.hf_hub_id, filename))
-        except LocalEntryNotFoundError as exc:
-            errors.append(str(exc).splitlines()[0])
-        except Exception as exc:
-            errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    raise FileNotFoundError(
-        f"hub weights {tag!r} ({cfg.hf_hub_id}) are not in the local Hugging Face cache and cannot be downloaded "
-        f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {errors[0]}"
-    )
-
-
-def load_source_weights(model: nn.Module, weights: SourceWeights, checkpoint: Path | None = None) -> int:
-    """Apply ``weights`` to a freshly built model; ``checkpoint`` is the file for pretrain weights."""
-    if isinstance(weights, NoWeights):
-        return 0
-    if isinstance(weights, HubWeights):
-        path = hub_checkpoint(weights.tag)
-        return load_verified(model, read_state_dict(path), f"hub tag {weights.tag!r}")
-    if isinstance(weights, FileWeights):
-        return load_verified(model, read_state_dict(weights.path), f"file {str(weights.path)!r}")
-    if checkpoint is None:
-        raise ValueError("pretrain weights need the cached checkpoint path")
-    return load_verified(model, read_state_dict(checkpoint), f"pretrained checkpoint {str(checkpoint)!r}")

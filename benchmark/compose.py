@@ -1,0 +1,280 @@
+"""Composition: the only reader of Hydra config. It turns a composed config into typed objects (``JobSpec``), with
+the keys that identify each run.
+
+A job's baseline and reference are composed through Hydra itself (``strategy=<id>`` on the primary config), so
+their defaults lists and interpolations apply as for any strategy given on the command line. Run keys are hashed
+from the *unresolved* config, so machine paths that come from interpolations (``${hydra:runtime.cwd}``,
+``${oc.env:...}``) do not change a run's identity. Defaults of the typed objects live in their dataclasses only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import fields, replace
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from benchmark import identity, sources, tracking
+from benchmark.config_path import CONF_DIR
+from benchmark.data import Preprocessing
+from benchmark.models import check_arch
+from benchmark.module import Optimization
+from benchmark.sources.weights import NoWeights, SourceWeights
+from benchmark.spec import JobSpec, SourceSpec
+from benchmark.strategies.meta import StrategyMeta
+from benchmark.train import Budget, TrainerSettings
+
+NO_WEIGHTS = {"_target_": "benchmark.sources.weights.NoWeights"}
+"""The weights of a source YAML that names none: random initialisation."""
+
+
+def raw(node: Any) -> Any:
+    """A config node as plain containers, interpolations left unresolved (what run keys are hashed from)."""
+    return OmegaConf.to_container(node, resolve=False) if isinstance(node, (DictConfig, ListConfig)) else node
+
+
+def resolved(node: Any) -> Any:
+    """A config node as plain containers, interpolations resolved (what objects are built from)."""
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
+
+
+def config(overrides: list[str], return_hydra_config: bool = True) -> DictConfig:
+    """The primary config with ``overrides``, inside a running Hydra app or outside one."""
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group (``strategy``, ``source``...), from ``conf/<group>/*.yaml``."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Typed objects
+
+
+def _typed(cls: type, node: Any, where: str) -> Any:
+    """``cls(**node)`` for a dataclass; an unknown key is a ValueError naming it and the valid keys."""
+    values = dict(resolved(node) or {})
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys: {known}")
+    for f in fields(cls):  # YAML writes 1 for 1.0: numbers take the type of the field's default
+        default, value = f.default, values.get(f.name)
+        if type(default) in (int, float) and isinstance(value, int | float) and not isinstance(value, bool):
+            values[f.name] = type(default)(value)
+    return cls(**values)
+
+
+def weights_kinds() -> dict[str, str]:
+    """Every weights kind in ``benchmark.sources``: its ``kind`` name and the ``_target_`` that names it."""
+    for module in pkgutil.iter_modules(sources.__path__):
+        importlib.import_module(f"{sources.__name__}.{module.name}")
+    found, todo = {}, [SourceWeights]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.kind:
+            found[cls.kind] = f"{cls.__module__}.{cls.__qualname__}"
+    return dict(sorted(found.items()))
+
+
+def build_weights(source_id: str, node: Any, dataset_id: str | None) -> SourceWeights:
+    """The source's weights kind, instantiated from its ``_target_`` (``NO_WEIGHTS`` when the YAML names none)."""
+    node = node if node is not None else OmegaConf.create(NO_WEIGHTS)
+    target = node.get("_target_")
+    kinds = weights_kinds()
+    if target not in kinds.values():
+        valid = ", ".join(f"{k} ({t})" for k, t in kinds.items())
+        raise ValueError(f"source {source_id!r}: weights._target_={target!r} is not a weights kind; kinds: {valid}")
+    return instantiate(node, _recursive_=False, source_id=source_id, dataset_id=dataset_id)
+
+
+def build_source(source_id: str, cfg: DictConfig, dataset_id: str | None) -> SourceSpec:
+    problem = check_arch(cfg.arch)
+    if problem:
+        raise ValueError(f"source {source_id!r}: {problem}")
+    preprocessing = _typed(Preprocessing, cfg.get("preprocessing"), f"source {source_id!r} preprocessing")
+    weights = build_weights(source_id, cfg.get("weights"), dataset_id)
+    return SourceSpec(source_id, cfg.arch, preprocessing, weights, dict(resolved(cfg.get("model_kwargs") or {})))
+
+
+def build_trainer(t: DictConfig) -> TrainerSettings:
+    """Typed trainer settings; keys a trainer YAML leaves out take ``TrainerSettings``' defaults. ``threads`` is
+    the process's business (``benchmark.run.job_threads``), not a training setting."""
+    values = {k: v for k, v in (resolved(t) or {}).items() if k != "threads"}
+    return _typed(TrainerSettings, values, "trainer")
+
+
+def build_budget(b: DictConfig) -> Budget:
+    """The training budget: its own keys plus the optimisation's (``budget.lr``, ``budget.optimizer``...)."""
+    values = dict(resolved(b) or {})
+    opt_keys = {f.name for f in fields(Optimization)}
+    optimization = _typed(Optimization, {k: v for k, v in values.items() if k in opt_keys}, "budget")
+    rest = {k: v for k, v in values.items() if k not in opt_keys}
+    return replace(_typed(Budget, rest, "budget"), optimization=optimization)
+
+
+_STRATEGIES: dict[str, DictConfig] = {}
+
+
+def strategy_config(strategy_id: str, role: str) -> DictConfig:
+    """The config of strategy ``strategy_id`` as Hydra composes it for ``strategy=<id>`` (memoised); ``role`` says
+    in messages why it is needed (``the baseline of strategy 'finetune'``)."""
+    if strategy_id not in _STRATEGIES:
+        known = options("strategy")
+        if strategy_id not in known:
+            raise ValueError(f"{role} is strategy {strategy_id!r}, which does not exist; strategies: {known}")
+        _STRATEGIES[strategy_id] = config([f"strategy={strategy_id}"], False).strategy
+    return _STRATEGIES[strategy_id]
+
+
+def build_strategy(strategy_id: str, node: DictConfig) -> tuple[Any, StrategyMeta]:
+    """The strategy object (its ``_target_`` with its settings) and its metadata (its ``meta:`` block)."""
+    meta = StrategyMeta.from_config(strategy_id, resolved(node.get("meta")))
+    settings = OmegaConf.masked_copy(node, [k for k in node if k != "meta"])
+    return instantiate(settings), meta
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Identity
+
+
+def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, strategy_cfg: Any, pretrained: bool,
+                 trainer: TrainerSettings, digest: bool = True) -> dict:  # fmt: skip
+    """Everything that changes a result (``benchmark.identity`` hashes it into the run key, cell key and variant).
+
+    A run that ignores the source's weights keeps only its architecture and preprocessing, so every source of the
+    same architecture shares one baseline. The weights kind says what of its YAML enters (file weights by content,
+    not by path); ``digest=False`` leaves a path as configured (the defaults of ``source=local_file`` have no file).
+    Classes (``_target_``) are left out: strategies and weights are identified by id, kind and settings.
+    """
+    src = raw(cfg.source)
+    if pretrained:
+        w = dict(src.get("weights") or NO_WEIGHTS)
+        kind = get_class(w.pop("_target_"))
+        source = {"id": choices["source"], **src, "weights": kind.key_identity(w, digest)}
+    else:
+        source = {k: src.get(k) for k in ("arch", "model_kwargs", "preprocessing")}
+    return {
+        "version": identity.KEY_VERSION,
+        "source": source,
+        "target": {"id": choices["target"], **raw(cfg.target)},
+        "strategy": {"id": strategy_id, **{k: v for k, v in (raw(strategy_cfg) or {}).items() if k != "_target_"}},
+        "seed": cfg.seed,
+        "label_budget": cfg.label_budget,
+        "budget": raw(cfg.budget),
+        "selection": cfg.selection,
+        "trainer": {name: getattr(trainer, name) for name in identity.NUMERICS},
+    }
+
+
+_DEFAULTS: dict[tuple[str, str, str], DictConfig] = {}
+
+
+def default_config(source_id: str, target_id: str, strategy_id: str) -> DictConfig:
+    """The primary config composed with this source, target and strategy and nothing else overridden: what a
+    cell's ``variant`` is measured against (memoised; composing takes tens of milliseconds)."""
+    key = (source_id, target_id, strategy_id)
+    if key not in _DEFAULTS:
+        _DEFAULTS[key] = config([f"source={source_id}", f"target={target_id}", f"strategy={strategy_id}"], False)
+    return _DEFAULTS[key]
+
+
+def job_keys(cfg: DictConfig, choices: dict[str, str], strategy_id: str, strategy_cfg: Any, pretrained: bool,
+             trainer: TrainerSettings) -> identity.Keys:  # fmt: skip
+    """Run key, cell key and variant of one run of the job (itself, its baseline or its reference)."""
+    own = run_identity(cfg, choices, strategy_id, strategy_cfg, pretrained, trainer)
+    base = default_config(choices["source"], choices["target"], strategy_id)
+    defaults = run_identity(base, choices, strategy_id, base.strategy, pretrained, build_trainer(base.trainer), False)
+    w = raw(cfg.source.get("weights")) or NO_WEIGHTS
+    name = get_class(w["_target_"]).variant_name(w)
+    return identity.keys(own, defaults, name)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Jobs
+
+
+def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
+    """Typed job (with its baseline and reference jobs) from the composed config; raises before any training on
+    bad input."""
+    if cfg.seed is None:
+        raise ValueError("seed must be an integer (0 is a valid seed)")
+    label_budget = None if cfg.label_budget is None else int(cfg.label_budget)
+    source_id, target_id, strategy_id = choices["source"], choices["target"], choices["strategy"]
+    source = build_source(source_id, cfg.source, choices.get("target@source.weights.dataset"))
+    target = instantiate(cfg.target)
+    problems = target.problems()
+    if problems:
+        raise ValueError(f"target {target_id!r}: " + "; ".join(problems))
+    strategy, meta = build_strategy(strategy_id, cfg.strategy)
+    trainer = build_trainer(cfg.trainer)
+    everything = {k: resolved(cfg[k]) for k in cfg if k != "hydra"}
+    params = tracking.flatten(everything)
+    common = dict(
+        target_id=target_id,
+        target=target,
+        target_config=raw(cfg.target),
+        seed=int(cfg.seed),
+        label_budget=label_budget,
+        budget=build_budget(cfg.budget),
+        trainer=trainer,
+        selection=str(cfg.selection),
+        scores=bool(cfg.get("scores", True)),
+    )
+    keys = job_keys(cfg, choices, strategy_id, cfg.strategy, meta.uses_source_weights, trainer)
+    job = JobSpec(source=source, strategy_id=strategy_id, strategy=strategy, meta=meta, run_key=keys.run_key,
+                  cell_key=keys.cell_key, variant=keys.variant, baseline_key=None, params=params,
+                  config_yaml=OmegaConf.to_yaml(everything), **common)  # fmt: skip
+    if meta.is_baseline:
+        return job
+    base_id = meta.baseline
+    base_cfg = strategy_config(base_id, f"the baseline of strategy {strategy_id!r}")
+    base_strategy, base_meta = build_strategy(base_id, base_cfg)
+    if not base_meta.is_baseline or base_meta.uses_source_weights:
+        raise ValueError(
+            f"strategy {strategy_id!r} names {base_id!r} as its baseline, which is not a baseline (a baseline has "
+            "meta.role: baseline and meta.uses_source_weights: false)"
+        )
+    base_keys = job_keys(cfg, choices, base_id, base_cfg, False, trainer)
+    job.baseline = JobSpec(source=replace(source, weights=NoWeights(source_id=source_id)), strategy_id=base_id,
+                           strategy=base_strategy, meta=base_meta, run_key=base_keys.run_key,
+                           cell_key=base_keys.cell_key, variant=base_keys.variant, baseline_key=None,
+                           params=_with_strategy(params, base_cfg, drop=("strategy/", "source/weights")),
+                           **common)  # fmt: skip
+    job.baseline_key = base_keys.run_key
+    if meta.reference:
+        # the reference (e.g. source_only for domain adaptation) is a transfer job of its own, with the same baseline
+        ref_id = meta.reference
+        ref_cfg = strategy_config(ref_id, f"the reference of strategy {strategy_id!r}")
+        ref_strategy, ref_meta = build_strategy(ref_id, ref_cfg)
+        ref_keys = job_keys(cfg, choices, ref_id, ref_cfg, ref_meta.uses_source_weights, trainer)
+        job.reference = replace(job, strategy_id=ref_id, strategy=ref_strategy, meta=ref_meta,
+                                run_key=ref_keys.run_key, cell_key=ref_keys.cell_key, variant=ref_keys.variant,
+                                params=_with_strategy(params, ref_cfg), config_yaml="", reference=None)  # fmt: skip
+    return job
+
+
+def _with_strategy(params: dict[str, str], strategy_cfg: DictConfig, drop: tuple[str, ...] = ("strategy/",)):
+    """The job's MLflow params with another strategy's settings (and without the ``drop`` prefixes)."""
+    out = {k: v for k, v in params.items() if not k.startswith(drop)}
+    out.update(tracking.flatten({"strategy": resolved(strategy_cfg)}))
+    return out
+
+
+def compose_job(overrides: list[str]) -> JobSpec:
+    """The typed job that ``python -m benchmark.run <overrides>`` would run, composed outside a Hydra app (for
+    ``benchmark.rank``, ``benchmark.bench``, tests and notebooks)."""
+    cfg = config(overrides)
+    HydraConfig.instance().set_config(cfg)
+    return build_job(cfg, dict(cfg.hydra.runtime.choices))

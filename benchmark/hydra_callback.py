@@ -1,0 +1,60 @@
+"""The Hydra callback of a sweep (``hydra.callbacks.sweep`` in ``conf/config.yaml``): preflight and the parent run
+before the first job, the sweep's verdicts after the last one."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from benchmark import provenance, sweep, tracking
+from benchmark.preflight import preflight, sweep_overrides
+
+log = logging.getLogger("benchmark")
+
+
+def artifact_root(cfg: DictConfig) -> Path | None:
+    root = cfg.tracking.get("artifact_root")
+    return Path(root) if root else None
+
+
+class SweepCallback(Callback):
+    """Creates the parent run before the first job and finalises the sweep after the last one."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        HydraConfig.instance().set_config(config)  # so ${hydra:...} interpolations resolve here too
+        if config.get("preflight", True):
+            t0 = time.perf_counter()
+            problems = preflight(config)
+            if problems:
+                print(f"\nPreflight: {len(problems)} problem(s); nothing was trained.", file=sys.stderr)
+                for p in problems:
+                    print(f"  - {p}", file=sys.stderr)
+                # SystemExit, not an Exception: Hydra turns callback exceptions into warnings and goes on
+                raise SystemExit(2)
+            log.info("preflight: %d jobs valid in %.1f s", len(sweep_overrides(config)), time.perf_counter() - t0)
+        root = Path(config.hydra.runtime.cwd)
+        overrides = list(config.hydra.overrides.task)
+        sweep.start(
+            tracking.resolve_uri(config.tracking.uri, root),
+            str(config.tracking.experiment),
+            artifact_root(config),
+            Path(config.hydra.sweep.dir),
+            overrides,
+            provenance.git_sha(),
+            str(config.verdict.metric),
+            float(config.verdict.alpha),
+            float(config.verdict.margin),
+        )
+        client = tracking.open_store(tracking.resolve_uri(config.tracking.uri, root))
+        exp = client.get_experiment_by_name(str(config.tracking.experiment))
+        tracking.reap_stale(client, exp.experiment_id, float(config.tracking.stale_after_s))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep.finalize_active()

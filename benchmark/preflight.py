@@ -1,0 +1,103 @@
+"""Preflight: every job of a sweep composed and validated before anything trains; every problem reported at once,
+each with the jobs it affects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hydra import compose
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: pinned below the next major
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from benchmark.compose import build_job, build_strategy, build_weights, raw
+from benchmark.recipe import data_problems
+from benchmark.spec import check_rerun
+from benchmark.splits import load_splits
+
+
+def sweep_overrides(config: DictConfig) -> list[list[str]]:
+    """The override list of every job the basic sweeper would launch (sweeper params, then the command line)."""
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def check_data(target_id: str, target: Any, target_config: dict, budget: int | None) -> list[str]:
+    """Load the target (corrupt files, unreadable datasets surface here, before any job) and check the label
+    budget against its smallest training class. Loaded data stay cached for the jobs of this process."""
+    if target.problems():
+        return []  # reported by build_job already
+    splits = load_splits(target_id, target, target_config)
+    if budget is None:
+        return []
+    counts = np.bincount(splits.train.labels, minlength=splits.num_classes)
+    if budget <= counts.min():
+        return []
+    small = [splits.classes[i] for i in np.flatnonzero(counts < budget)][:5]
+    return [
+        f"label_budget={budget} per class exceeds the training examples of target {target_id!r} (smallest class "
+        f"has {counts.min()}; too small: {small}); choose label_budget <= {counts.min()} or null (all)"
+    ]
+
+
+def describe(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()).split(" Config search path:")[0]  # Hydra appends its search path
+    return f"{type(exc).__name__}: {text}"
+
+
+def weights_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
+    """What the source's weights kind reports for the way the job's strategy uses it (built on their own, so a bad
+    architecture does not hide missing weights)."""
+    _, meta = build_strategy(choices["strategy"], cfg.strategy)
+    weights = build_weights(choices["source"], cfg.source.get("weights"), choices.get("target@source.weights.dataset"))
+    return weights.problems(meta.uses_source_weights)
+
+
+def job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
+    """Independent checks of one composed job, so that one bad value does not hide another: the reuse policy, the
+    typed job (sources, strategies, targets) with what it trains on, its weights (a missing file, weights not in
+    the offline cache), the label budget against the data."""
+    checks = [
+        lambda: check_rerun(cfg.get("rerun", "none")) and [],
+        lambda: data_problems(build_job(cfg, choices)),
+        lambda: weights_problems(cfg, choices),
+        lambda: check_data(
+            choices["target"], instantiate(cfg.target), raw(cfg.target),
+            None if cfg.label_budget is None else int(cfg.label_budget),
+        ),
+    ]  # fmt: skip
+    problems: list[str] = []
+    for check in checks:
+        try:
+            problems += check()
+        except Exception as exc:  # every kind of bad input, reported together
+            problems.append(describe(exc))
+    return problems
+
+
+def preflight(config: DictConfig) -> list[str]:
+    """Compose and validate every job of the sweep; return every problem, each with the jobs it affects."""
+    found: dict[str, list[str]] = {}
+    for overrides in sweep_overrides(config):
+        label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.", "cache_dir")))
+        problems: list[str] = []
+        try:
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            choices = dict(cfg.hydra.runtime.choices)
+        except Exception as exc:  # unknown option or malformed override: nothing else can be checked
+            problems.append(describe(exc))
+        else:
+            problems += job_problems(cfg, choices)
+        for p in problems:
+            found.setdefault(p, []).append(label)
+    HydraConfig.instance().set_config(config)
+    lines = []
+    for problem, labels in found.items():
+        where = labels[0] + (f" (+{len(labels) - 1} more jobs)" if len(labels) > 1 else "")
+        lines.append(f"{problem}\n      in: {where}")
+    return lines

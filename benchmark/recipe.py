@@ -1,0 +1,215 @@
+"""The training recipe of one run: data, model, source weights, the strategy's own pretraining, then fit and test
+(or, for an evaluation-only protocol, evaluate), returning the run's metrics.
+
+What a pair shares is decided here: the label subset (target, budget, seed), the preprocessing (the source's), the
+model-initialisation seed (run seed and the strategy's ``meta.seed_salt``, empty for every real strategy) and the
+budget. The recipe knows no strategy and no weights kind by name: the strategy's hooks and the weights kind's
+methods decide.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import TensorDataset
+
+from benchmark import identity
+from benchmark.callbacks import RunWatch
+from benchmark.data import Splits, label_subset, seed_hash, unlabelled
+from benchmark.features import cached_split_features
+from benchmark.models import build_model
+from benchmark.spec import Context, JobSpec
+from benchmark.splits import load_splits
+from benchmark.strategies.base import Pretraining, TransferStrategy
+from benchmark.strategies.evaluation import EvaluationProtocol
+from benchmark.tracking import log_metrics
+from benchmark.train import fit_and_test
+
+
+def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = None,
+          watch: RunWatch | None = None) -> dict[str, float]:  # fmt: skip
+    """Train (or evaluate) the job in MLflow run ``run_id``; ``checkpoint`` is its resumable checkpoint, ``watch``
+    an observer of the model at each stage (the contract tests)."""
+    t_start = time.perf_counter()
+    strategy = job.strategy
+    splits = load_splits(job.target_id, job.target, job.target_config)
+    subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
+    prep = job.source.preprocessing
+    val, test = prep.apply(splits.val), prep.apply(splits.test)
+    source_train = None
+    if adapts(strategy):
+        # transductive: the source's labelled data and the target's training images, their labels replaced by -1
+        source_splits = adaptation_source(job, splits)
+        source_train = prep.apply(source_splits.train)
+        ctx.client.log_dict(
+            run_id,
+            {"unlabelled_target_indices": list(range(len(splits.train))), "source_train_examples": len(source_train)},
+            "data/train_indices.json",
+        )
+    else:
+        # the exact examples, so a reader (and tests/test_sweep.py) can verify that a pair trained on the same data
+        ctx.client.log_dict(run_id, {"train_indices": subset.tolist()}, "data/train_indices.json")
+
+    pl.seed_everything(seed_hash("model_init", job.seed, job.meta.seed_salt) % 2**32, workers=True, verbose=False)
+    model = build_model(job.source.arch, splits.num_classes, prep, **job.source.model_kwargs)
+    loaded, weights_file = 0, None
+    if job.meta.uses_source_weights:
+        weights_file = source_weights_file(job, ctx)
+        loaded = job.source.weights.load(model, weights_file)
+    if watch is not None:
+        watch.on_stage("initial", model, {})
+    extra: dict[str, float] = {}
+    pdata = pretraining_data(job, ctx, splits)
+    pre = strategy.pretrain(model, pdata) if pdata is not None else {}
+    if watch is not None:
+        watch.on_stage("pretrained", model, dict(pre))
+    if pre:
+        extra.update(pre)
+        log_metrics(ctx.client, run_id, pre)
+    if isinstance(strategy, EvaluationProtocol):
+        t0 = time.perf_counter()
+        metrics = strategy.evaluate(model, splits, subset, prep, job.seed)
+        metrics = {**metrics, "time/evaluate_s": time.perf_counter() - t0}
+        train_examples = len(subset)
+    else:
+        weights_id = pdata.key if pdata is not None else None
+        metrics, train_examples = _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id,
+                                       checkpoint, source_train, extra, t_start, watch)  # fmt: skip
+    if watch is not None:
+        watch.on_stage("end", model, dict(metrics))
+    metrics.update(
+        {
+            "data/train_examples": float(train_examples),
+            "data/val_examples": float(len(val)),
+            "data/test_examples": float(len(test)),
+            "weights/loaded_tensors": float(loaded),
+            "time/total_s": time.perf_counter() - t_start,
+            "model/params": float(sum(p.numel() for p in model.parameters())),
+            **extra,
+        }
+    )
+    metrics.setdefault("time/setup_s", metrics["time/total_s"])
+    return metrics
+
+
+def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id, checkpoint, source_train,
+         extra, t_start, watch=None):  # fmt: skip
+    prep = job.source.preprocessing
+    fit_model, fit_strategy = model, job.strategy
+    if job.strategy.frozen_backbone and has_learned_backbone(job) and job.trainer.feature_cache:
+        # the backbone is frozen and in eval mode: run it once per example and train the head on its features
+        key = features_key(job, weights_file, weights_id)
+        feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), val, test)
+        labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
+        train = TensorDataset(feats.train[torch.from_numpy(subset)], labels["train"][torch.from_numpy(subset)])
+        val, test = TensorDataset(feats.val, labels["val"]), TensorDataset(feats.test, labels["test"])
+        fit_model, fit_strategy = model.get_classifier(), TransferStrategy()
+        extra.update({"time/feature_extract_s": feats.seconds, "features/cached": 1.0})
+    elif source_train is not None:
+        train = prep.apply(unlabelled(splits.train))
+    else:
+        train = prep.apply(splits.train.subset(subset))
+    setup_s = time.perf_counter() - t_start
+
+    result = fit_and_test(
+        fit_model,
+        fit_strategy,
+        train,
+        val,
+        test,
+        splits.num_classes,
+        job.budget,
+        job.trainer,
+        job.seed,
+        job.selection,
+        ctx.client,
+        run_id,
+        order_salt=job.meta.seed_salt,
+        checkpoint=checkpoint,
+        source_train=source_train,
+        callbacks=[watch] if watch is not None else None,
+    )
+    return {**result.metrics, "time/setup_s": setup_s}, len(train)
+
+
+def adapts(strategy: TransferStrategy | EvaluationProtocol) -> bool:
+    """Whether the strategy trains on the source's labelled data and the target's unlabelled images."""
+    return isinstance(strategy, TransferStrategy) and strategy.data == "adaptation"
+
+
+def pretrains(strategy: TransferStrategy | EvaluationProtocol) -> bool:
+    """Whether the strategy trains its backbone itself before the labelled stage (self-supervised)."""
+    return isinstance(strategy, TransferStrategy) and strategy.pretrain_identity() is not None
+
+
+def has_learned_backbone(job: JobSpec) -> bool:
+    """Whether the frozen backbone carries learned weights worth caching features of (source or self-supervised)."""
+    return job.meta.uses_source_weights or pretrains(job.strategy)
+
+
+def features_key(job: JobSpec, weights_file: Path | None, weights_id: str | None = None) -> str:
+    """Content address of the job's frozen features: ``weights_id`` names weights the strategy trained itself
+    (self-supervised pretraining), else the source's weights kind names its weights."""
+    weights = weights_id if weights_id is not None else job.source.weights.content_id(weights_file)
+    return identity.feature_key(job.source, weights, job.target_id, job.target_config)
+
+
+def pretraining_data(job: JobSpec, ctx: Context, splits: Splits) -> Pretraining | None:
+    """The unlabelled images and cache key a strategy's ``pretrain`` hook gets (built only if it asks)."""
+    ident = job.strategy.pretrain_identity() if isinstance(job.strategy, TransferStrategy) else None
+    if ident is None:
+        return None
+    if ident.get("data") == "source":
+        images = adaptation_source(job, splits, check_classes=False).train
+        data = {"source": job.source.id, "config": job.source.weights.labelled_data.config}
+    else:
+        images, data = splits.train, {"id": job.target_id, "config": job.target_config}
+    key = identity.pretraining_key(job.source, data, ident, job.seed)
+    return Pretraining(job.source.preprocessing.apply(unlabelled(images)), job.seed, ctx.cache_dir, key,
+                       job.trainer.accelerator)  # fmt: skip
+
+
+def adaptation_source(job: JobSpec, target_splits: Splits | None = None, check_classes: bool = True) -> Splits:
+    """The labelled source data of a domain-adaptation job: the dataset the source was pretrained on, with the
+    target's classes in the same order."""
+    labelled = job.source.weights.labelled_data
+    if labelled is None:
+        raise ValueError(
+            f"strategy {job.strategy_id!r} needs the source's labelled data, but source {job.source.id!r} has "
+            f"{job.source.weights.kind} weights (no dataset); use a source with pretrain weights, whose "
+            "weights.dataset is its labelled data (e.g. source=synth_digits)"
+        )
+    splits = load_splits(labelled.dataset_id, labelled.dataset, labelled.config)
+    if check_classes and target_splits is not None and list(splits.classes) != list(target_splits.classes):
+        raise ValueError(
+            f"strategy {job.strategy_id!r} adapts source {job.source.id!r} (classes {list(splits.classes)[:12]}) to "
+            f"target {job.target_id!r} (classes {list(target_splits.classes)[:12]}): domain adaptation needs the "
+            "same classes in the same order; choose a source pretrained on the target's classes"
+        )
+    return splits
+
+
+def data_problems(job: JobSpec) -> list[str]:
+    """Preflight for what a job trains on: adaptation needs a labelled source dataset with the target's classes
+    (and so does self-supervised pretraining on the source's images). A job's reference shares its source and
+    target, so the job's own check covers it."""
+    strategy = job.strategy
+    trains = isinstance(strategy, TransferStrategy)
+    pretrains_on_source = trains and (strategy.pretrain_identity() or {}).get("data") == "source"
+    if not (adapts(strategy) or pretrains_on_source):
+        return []
+    try:
+        splits = load_splits(job.target_id, job.target, job.target_config) if not job.target.problems() else None
+        adaptation_source(job, splits, check_classes=adapts(strategy))
+    except Exception as exc:
+        return [f"{type(exc).__name__}: {exc}"]
+    return []
+
+
+def source_weights_file(job: JobSpec, ctx: Context) -> Path | None:
+    """The local file of the source's weights (the weights kind's ``local_file``: the harness-pretrained checkpoint
+    is trained now if missing)."""
+    return job.source.weights.local_file(job.source, ctx, job.trainer)
