@@ -330,6 +330,11 @@ class CellDecision:
     high: float
 
 
+def _holm_level(alpha: float, p: float, p_adjusted: float) -> float:
+    """The level at which Holm tested a cell, ``α · p / p_adjusted`` (``benchmark.stats.adjusted_interval``)."""
+    return alpha if p_adjusted == 0 else alpha * p / p_adjusted
+
+
 def _oriented(cells: Mapping[Hashable, Sequence[float]], metric: str) -> dict[Hashable, np.ndarray]:
     sign = metrics.sign(metric)
     out = {}
@@ -373,11 +378,16 @@ def decide(
             wanted = n_obs
         p_dir, a_dir = float(result.p_direction[i]), float(result.p_direction_adjusted[i])
         p_eq, a_eq = float(result.p_equivalence[i]), float(result.p_equivalence_adjusted[i])
-        use_eq = verdict == EQUIVALENT
-        p, a = (p_eq, a_eq) if use_eq else (p_dir, a_dir)
-        level = design.alpha if a == 0 else design.alpha * p / a
         n_used = int(result.n_used[i])
-        low, high = repeated_interval(design, oriented[k], n_used, level) if n_used else (math.nan, math.nan)
+        if n_used:
+            dir_iv = repeated_interval(design, oriented[k], n_used, _holm_level(design.alpha, p_dir, a_dir))
+            eq_iv = repeated_interval(design, oriented[k], n_used, _holm_level(design.alpha, p_eq, a_eq))
+            # as in benchmark.stats: the equivalence interval for "equivalent", and for an undecided cell whose
+            # directional interval lies inside the margins (the wider one that says why it is not equivalent)
+            inside = -design.margin < dir_iv[0] and dir_iv[1] < design.margin
+            low, high = eq_iv if verdict == EQUIVALENT or (verdict in (OPEN, INCONCLUSIVE) and inside) else dir_iv
+        else:
+            low, high = math.nan, math.nan
         out[k] = CellDecision(verdict, n_obs, n_used, int(wanted), p_dir, a_dir, p_eq, a_eq, low, high)
     return out
 
