@@ -36,3 +36,25 @@ def test_every_promise_row_names_a_test():
     assert rows, "no promise rows"
     bare = [r for r in rows if "::test_" not in r]
     assert not bare, f"promises without a test: {bare}"
+
+
+def test_option_tables_are_what_conf_gives():
+    """The README's option tables (sources, targets, strategies with their comparison metadata, config groups) are
+    generated from ``conf/``: a new YAML, a changed ``meta`` block or a new header comment must reach them
+    (``python -m benchmark.catalog --write README.md``)."""
+    from benchmark import catalog
+
+    text = (ROOT / "README.md").read_text()
+    names = [m.group("name") for m in catalog.BLOCK.finditer(text)]
+    assert sorted(names) == sorted(catalog.BLOCKS), f"generated blocks in the README: {names}"
+    assert catalog.render(text) == text, (
+        "README option tables are stale: run python -m benchmark.catalog --write README.md"
+    )
+
+
+def test_a_stale_table_is_caught():
+    from benchmark import catalog
+
+    text = (ROOT / "README.md").read_text()
+    stale = text.replace("| `finetune` |", "| `fine_tune` |", 1)
+    assert stale != text and catalog.render(stale) != stale

@@ -1,0 +1,107 @@
+"""The README's option tables, generated from ``conf/`` so that they cannot go stale.
+
+``python -m benchmark.catalog`` prints them; ``python -m benchmark.catalog --write README.md`` rewrites the README's
+generated blocks (between ``<!-- catalog:NAME -->`` and ``<!-- /catalog -->``); ``tests/test_readme.py`` fails when
+a block differs from what this module generates. Each option is described by its YAML's header comment; a strategy's
+comparison columns come from its ``meta`` block, a source's weights from its weights kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from hydra.utils import get_class
+
+from benchmark.compose import build_strategy, config, options, raw, strategy_config, weights_kinds
+from benchmark.config_path import CONF_DIR
+
+GROUPS = ("source", "target", "strategy", "trainer", "tracking", "experiment", "scenario")
+BLOCK = re.compile(r"(<!-- catalog:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /catalog -->)", re.S)
+
+
+def header(group: str, option: str) -> str:
+    """The YAML's leading comment (Hydra's ``# @package`` line left out), as one line."""
+    lines = []
+    for line in (CONF_DIR / group / f"{option}.yaml").read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith("# @package"):
+            lines.append(line.lstrip("#").strip())
+    return " ".join(lines).replace("|", "\\|").replace("<", "\\<")
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def groups_table() -> str:
+    return _table(["group", "options"], [[f"`{g}`", ", ".join(f"`{o}`" for o in options(g))] for g in GROUPS])
+
+
+def strategies_table() -> str:
+    rows = []
+    for sid in options("strategy"):
+        node = strategy_config(sid, "the catalog")
+        _, meta = build_strategy(sid, node)
+        compared = "— (a baseline)" if meta.is_baseline else f"`{meta.baseline}`"
+        if meta.reference:
+            compared += f", `{meta.reference}`"
+        method = str(node._target_).rsplit(".", 1)[-1]
+        rows.append([f"`{sid}`", f"`{method}`", compared, f"`{meta.metric or 'verdict.metric'}`",
+                     "yes" if meta.uses_source_weights else "no", header("strategy", sid)])  # fmt: skip
+    return _table(["id", "method", "compared with", "metric", "source weights", "what it is"], rows)
+
+
+def sources_table() -> str:
+    kinds = {target: kind for kind, target in weights_kinds().items()}
+    rows = []
+    for sid in options("source"):
+        cfg = config([f"source={sid}"], True)
+        src = raw(cfg.source)
+        weights = dict(src.get("weights") or {})
+        target = weights.pop("_target_", "")
+        kind = kinds.get(target, get_class(target).kind if target else "none")
+        detail = (
+            weights.get("tag") or weights.get("path") or cfg.hydra.runtime.choices.get("target@source.weights.dataset")
+        )
+        prep = src.get("preprocessing") or {}
+        rows.append([f"`{sid}`", f"`{src['arch']}`", f"`{kind}`", f"`{detail}`" if detail else "",
+                     f"{prep.get('image_size')} px", header("source", sid)])  # fmt: skip
+    return _table(["id", "architecture", "weights", "tag / file / dataset", "input", "what it is"], rows)
+
+
+def targets_table() -> str:
+    return _table(["id", "what it is"], [[f"`{t}`", header("target", t)] for t in options("target")])
+
+
+BLOCKS = {"groups": groups_table, "strategies": strategies_table, "sources": sources_table, "targets": targets_table}
+
+
+def render(text: str) -> str:
+    """``text`` with every generated block replaced by what ``conf/`` gives now."""
+    return BLOCK.sub(lambda m: m.group(1) + BLOCKS[m.group("name")]() + m.group(4), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.catalog", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write", type=Path, default=None, help="rewrite the generated blocks of this file")
+    args = parser.parse_args(argv)
+    if args.write is None:
+        for name, make in BLOCKS.items():
+            print(f"<!-- catalog:{name} -->\n{make()}<!-- /catalog -->\n")
+        return 0
+    text = args.write.read_text()
+    new = render(text)
+    if new != text:
+        args.write.write_text(new)
+    print(f"{args.write}: {'updated' if new != text else 'already up to date'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
