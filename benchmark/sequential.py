@@ -56,6 +56,9 @@ a decided verdict never changes. At ``n_K`` an undecided cell is ``inconclusive`
 confidence interval (Jennison & Turnbull 1989, JRSS B 51:305) at the level Holm tested the cell at: the intersection
 over the looks of each look's boundary-width t-interval, so that positive ⇔ it lies above +m, negative ⇔ below −m,
 equivalent ⇔ inside (−m, +m).
+
+Longer than most modules (about 400 lines) because a third of it is this derivation: the design, its calibration and
+its decisions are one argument and are read together.
 """
 
 from __future__ import annotations

@@ -15,16 +15,15 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmark.losses import (
     DomainDiscriminator,
-    cluster_scores,
     coral_loss,
     dann_lambda,
     dann_loss,
     grad_reverse,
-    knn_anomaly_auroc,
     mk_mmd_loss,
     nt_xent_loss,
     simclr_augment,
 )
+from benchmark.probes import cluster_scores, knn_anomaly_auroc
 
 
 def _randn(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:

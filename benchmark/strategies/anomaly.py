@@ -8,7 +8,7 @@ import numpy as np
 from torch import nn
 
 from benchmark.features import extract, pixels
-from benchmark.losses import knn_anomaly_auroc
+from benchmark.probes import knn_anomaly_auroc
 from benchmark.strategies.evaluation import EvaluationProtocol
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from benchmark.features import extract, pixels
-from benchmark.losses import cluster_scores
+from benchmark.probes import cluster_scores
 from benchmark.strategies.evaluation import EvaluationProtocol
 
 
@@ -17,7 +17,7 @@ class Cluster(EvaluationProtocol):
     (``test/ari``). Nothing trains; the labels are read only to score. The baseline, ``cluster_random``, clusters
     the features of the same architecture at its random initialisation (same seed); clustering the raw pixels is
     logged alongside (``test/nmi_pixels``, ``test/ari_pixels``) as the no-network reference. k-means: scikit-learn,
-    standardised features, 10 restarts seeded by the run's seed (``benchmark.losses.cluster_scores``).
+    standardised features, 10 restarts seeded by the run's seed (``benchmark.probes.cluster_scores``).
     """
 
     def __init__(self, n_clusters: int | None = None, pixels: bool = True, split: str = "test"):
