@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 
 from benchmark import provenance, sweep, tracking
 from benchmark.preflight import preflight, sweep_overrides
+from benchmark.sweeper import design_of
 
 log = logging.getLogger("benchmark")
 
@@ -29,9 +31,15 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # so ${hydra:...} interpolations resolve here too
-        if config.get("preflight", True):
+        try:
+            design = design_of(config)
+        except ValueError as exc:
+            design, sweep_problem = None, [str(exc)]
+        else:
+            sweep_problem = []
+        if config.get("preflight", True) or sweep_problem:
             t0 = time.perf_counter()
-            problems = preflight(config)
+            problems = sweep_problem + (preflight(config) if config.get("preflight", True) else [])
             if problems:
                 print(f"\nPreflight: {len(problems)} problem(s); nothing was trained.", file=sys.stderr)
                 for p in problems:
@@ -51,6 +59,7 @@ class SweepCallback(Callback):
             str(config.verdict.metric),
             float(config.verdict.alpha),
             float(config.verdict.margin),
+            asdict(design) if design is not None else None,
         )
         client = tracking.open_store(tracking.resolve_uri(config.tracking.uri, root))
         exp = client.get_experiment_by_name(str(config.tracking.experiment))

@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from benchmark import sweep, tracking
+from benchmark import sweep, sweeper, tracking
 from benchmark.compose import build_job
 from benchmark.hydra_callback import artifact_root
 from benchmark.job import execute
@@ -101,6 +101,7 @@ def _interrupted(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
+    sweeper.register()
     signal.signal(signal.SIGTERM, _interrupted)
     # Ctrl-C too, not as KeyboardInterrupt: Lightning catches that inside fit and calls sys.exit(1), which reads as
     # a failed job (exit 1, parent FAILED) instead of an interrupted sweep

@@ -48,6 +48,7 @@ class SweepState:
     alpha: float = 0.05
     margin: float = 0.0
     finalized: bool = False
+    design: dict | None = None  # adaptive seeds: the ``benchmark.sequential.SequentialDesign`` the verdicts follow
 
     @property
     def path(self) -> Path:
@@ -74,6 +75,7 @@ def start(
     metric: str,
     alpha: float,
     margin: float,
+    design: dict | None = None,
 ) -> SweepState:
     """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs.
 
@@ -87,9 +89,8 @@ def start(
     tags = {"role": "sweep", "sweep_id": sweep_id, "git_sha": git_sha, "sweep_overrides": " ".join(overrides),
             **provenance.versions()}  # fmt: skip
     parent = tracking.create_run(client, exp_id, f"sweep__{experiment}__{sweep_id}", tags)
-    state = SweepState(
-        tracking_uri, experiment, exp_id, parent, sweep_id, str(Path(sweep_dir).resolve()), metric, alpha, margin
-    )
+    state = SweepState(tracking_uri, experiment, exp_id, parent, sweep_id, str(Path(sweep_dir).resolve()), metric,
+                       alpha, margin, design=design)  # fmt: skip
     state.save()
     os.environ[STATE_ENV] = str(state.path)
     global ACTIVE
@@ -129,6 +130,12 @@ def find_state(sweep_dir: Path | None) -> SweepState | None:
 
 def record_path(state: SweepState, job_num: int) -> Path:
     return Path(state.sweep_dir) / JOBS_DIR / f"{job_num:05d}.json"
+
+
+def read_record(state: SweepState, job_num: int) -> dict | None:
+    """The record job ``job_num`` wrote (``write_record``), or None when it wrote none."""
+    path = record_path(state, job_num)
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 CELL_METRICS = {

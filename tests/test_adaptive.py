@@ -1,0 +1,53 @@
+"""Adaptive seeds through a real sweep (README "Adaptive seeds"): the sweeper launches the design's seeds only where
+the verdict is still open, reads the deltas from the store, and a re-run replays the rounds from the store."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from mlflow.tracking import MlflowClient
+from test_sweep import run_sweep, runs_by_role
+
+from benchmark import sequential
+
+ARGS = ["source=synth_digits", "target=digits", "strategy=finetune,linear_probe", "label_budget=5",
+        "seeds.mode=adaptive", "seeds.min=2", "seeds.max=4", "seed=0"]  # fmt: skip
+
+
+def _deltas(client: MlflowClient, exp_id: str) -> dict[str, dict[int, float]]:
+    out: dict[str, dict[int, float]] = defaultdict(dict)
+    for run in runs_by_role(client, exp_id)["transfer"]:
+        out[run.data.tags["strategy"]][int(run.data.tags["seed"])] = run.data.metrics["delta/test/acc"]
+    return out
+
+
+def test_adaptive_seeds_follow_the_design_and_a_rerun_replays_it(tmp_path, store):
+    first = run_sweep(tmp_path, store, ARGS, "first")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    client = MlflowClient(store)
+    exp_id = client.get_experiment_by_name("e2e").experiment_id
+    deltas = _deltas(client, exp_id)
+    design = sequential.SequentialDesign(min_seeds=2, max_seeds=4, alpha=0.05, margin=0.01)
+
+    # replay the design round by round from the seeds in the store: each round's plan must be what was launched
+    have = dict.fromkeys(deltas, 2)
+    while True:
+        observed = {s: [deltas[s][k] for k in range(have[s])] for s in deltas}
+        want = sequential.plan_next_round(observed, design, "test/acc")
+        if want == have:
+            break
+        have = want
+    assert {s: sorted(d) for s, d in deltas.items()} == {s: list(range(n)) for s, n in have.items()}
+    assert all(2 <= n <= 4 for n in have.values())
+    assert f"adaptive seeds: 2 cells, looks {list(design.looks)}" in first.stdout + first.stderr
+
+    again = run_sweep(tmp_path, store, ARGS, "again")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"0 trained, {sum(have.values())} reused" in again.stdout  # the same rounds, every run reused
+    assert _deltas(client, exp_id) == deltas
+
+
+def test_an_unknown_seeds_mode_stops_the_sweep_before_training(tmp_path, store):
+    result = run_sweep(tmp_path, store, ["strategy=scratch", "seeds.mode=sometimes"])
+    assert result.returncode == 2
+    assert "seeds.mode='sometimes' is not a valid choice; choose one of: fixed, adaptive" in result.stderr
