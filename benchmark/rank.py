@@ -21,6 +21,7 @@ from benchmark.compare import labelled_examples
 from benchmark.compose import compose_job, options
 from benchmark.metrics import SCORES, sign
 from benchmark.recipe import source_weights_file
+from benchmark.report.tables import frame_markdown
 from benchmark.scoring import pair_scores
 from benchmark.spec import Context
 
@@ -41,8 +42,6 @@ def rank_sources(target: str, sources: list[str], overrides: list[str], ctx: Con
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmark.report import _frame_markdown
-
     parser = argparse.ArgumentParser(prog="python -m benchmark.rank", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="a conf/target option, e.g. digits")
     parser.add_argument("--sources", default=None, help="comma-separated conf/source options (default: all)")
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     table = table.sort_values(args.by, ascending=sign(args.by) < 0).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     seconds = time.perf_counter() - t0
-    text = _frame_markdown(table.drop(columns=["time/scores_s"], errors="ignore"))
+    text = frame_markdown(table.drop(columns=["time/scores_s"], errors="ignore"))
     print(f"Sources ranked for target {args.target!r} by {args.by} (no fine-tuning; {seconds:.1f} s):\n\n{text}")
     if skipped:
         print("\nNot scored:\n  " + "\n  ".join(skipped))

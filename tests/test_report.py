@@ -14,7 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 
 from benchmark import tracking
-from benchmark.report import build_report, load_runs, main, summarize
+from benchmark.report import build_report, load_runs, summarize
+from benchmark.report.cli import main
 
 # (source, strategy, budget) -> per-seed (transfer, scratch) test accuracies
 CELLS = {
@@ -801,10 +802,31 @@ def test_a_report_that_fails_ends_the_sweeps_parent_failed_not_running(store, tm
 
 def test_figure_names_of_long_variants_stay_short_and_unique():
     """A variant of many settings or a long path must not make a file name the file system refuses (255 bytes)."""
-    from benchmark.report import _slug
+    from benchmark.report.figures import variant_slug
 
     long_a = "target.root=/" + "x" * 300 + ", budget.epochs=1"
     long_b = "target.root=/" + "x" * 300 + ", budget.epochs=2"
-    assert len(f"heatmap_linear_probe{_slug(long_a)}.png") < 150
-    assert _slug(long_a) != _slug(long_b)
-    assert _slug("frozen_stages=1") == "__frozen_stages=1" and _slug("") == ""
+    assert len(f"heatmap_linear_probe{variant_slug(long_a)}.png") < 150
+    assert variant_slug(long_a) != variant_slug(long_b)
+    assert variant_slug("frozen_stages=1") == "__frozen_stages=1" and variant_slug("") == ""
+
+
+def test_reports_import_no_torch_timm_or_lightning():
+    """Reports read MLflow and nothing else, so they must run where the harness's training stack is absent (a laptop
+    with a copied store) and start fast: importing the package and its command line loads no torch, timm or
+    Lightning. A fresh interpreter, because this test session has imported all three already."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import sys, benchmark.report, benchmark.report.cli\n"
+        "print(benchmark.report.__file__)\n"
+        "print(','.join(m for m in ('torch', 'timm', 'pytorch_lightning') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    where, heavy = done.stdout.splitlines()
+    assert Path(where).is_relative_to(ROOT / "benchmark" / "report"), where  # this checkout's package, not another
+    assert heavy == "", f"importing benchmark.report loads {heavy}"

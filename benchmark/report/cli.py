@@ -1,0 +1,51 @@
+"""Research comparisons from MLflow runs: cells, paired statistics, verdicts, tables, figures and efficiency.
+
+Reads recorded runs only, so it works on any past sweep and on a store copied from another machine:
+
+    python -m benchmark.report --experiment quickstart --out reports/quickstart
+    python -m benchmark.report --experiment quickstart --sweep 20261129-015016-764c --tracking-uri sqlite:////abs/mlflow.db
+
+The same report is written to each sweep's parent run at the end of the sweep (``benchmark.sweep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from benchmark.report.build import build_report
+from benchmark.report.load import default_uri, load_runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the report of ``--experiment`` (or of the ``--sweep`` ids) and print it; 1 when there is no run to read."""
+    parser = argparse.ArgumentParser(prog="python -m benchmark.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", required=True, help="MLflow experiment name (e.g. quickstart)")
+    parser.add_argument("--sweep", nargs="+", default=None, help="restrict to these sweep ids (parent runs' sweep_id)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db"
+    )
+    parser.add_argument("--out", default=None, help="output folder (default reports/<experiment>)")
+    parser.add_argument("--metric", default="test/acc")
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--margin", type=float, default=0.01, help="practical margin in metric units")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    client = MlflowClient(args.tracking_uri or default_uri())
+    runs = load_runs(args.experiment, sweep_ids=args.sweep, client=client, include_failed=True)
+    if runs.empty:
+        print(f"no FINISHED runs in experiment {args.experiment!r} ({client.tracking_uri})")
+        return 1
+    out = Path(args.out or Path("reports") / args.experiment)
+    report = build_report(runs, out, client, args.metric, args.alpha, args.margin,
+                          title=f"{args.experiment}: transfer versus scratch")  # fmt: skip
+    print(report.markdown)
+    print(f"wrote {len(report.files)} files to {out.resolve()}{os.sep}")
+    for f in report.files:
+        print(f"  {f.name}")
+    return 0
