@@ -227,7 +227,7 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
     )
     with tempfile.TemporaryDirectory() as tmp:
         report = build_report(runs, Path(tmp), client, fresh.metric, fresh.alpha, fresh.margin,
-                              title=f"Sweep {fresh.sweep_id} ({fresh.experiment})")  # fmt: skip
+                              title=f"Sweep {fresh.sweep_id} ({fresh.experiment})", design=fresh.design)  # fmt: skip
         client.log_artifacts(run, tmp, "report")
     for cells, comparison, what in ((report.cells, "baseline", "transfer versus baseline"),
                                     (report.reference_cells, "reference", "adaptation versus reference")):  # fmt: skip

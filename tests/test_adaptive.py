@@ -41,6 +41,12 @@ def test_adaptive_seeds_follow_the_design_and_a_rerun_replays_it(tmp_path, store
     assert all(2 <= n <= 4 for n in have.values())
     assert f"adaptive seeds: 2 cells, looks {list(design.looks)}" in first.stdout + first.stderr
 
+    # the sweep's verdicts follow the sequential rule on the same deltas (an open cell at the last look: inconclusive)
+    decided = sequential.decide({s: [d[k] for k in sorted(d)] for s, d in deltas.items()}, design, "test/acc")
+    cells = {r.data.tags["strategy"]: r.data.tags["verdict"] for r in runs_by_role(client, exp_id)["cell"]}
+    assert cells == {s: "inconclusive" if c.verdict == "open" else c.verdict for s, c in decided.items()}
+    assert "Adaptive seeds: seeds were added only to cells whose verdict was still open" in first.stdout
+
     again = run_sweep(tmp_path, store, ARGS, "again")
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"0 trained, {sum(have.values())} reused" in again.stdout  # the same rounds, every run reused

@@ -50,6 +50,7 @@ def build_report(
     margin: float = 0.01,
     title: str = "Transfer versus scratch",
     n_boot: int = 10_000,
+    design: dict | None = None,
 ) -> Report:
     """Tables (Markdown, CSV, LaTeX), figures (PNG) and efficiency numbers for ``runs`` into ``out``.
 
@@ -58,7 +59,7 @@ def build_report(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = summarize(runs, metric, alpha, margin, n_boot)
+    cells = summarize(runs, metric, alpha, margin, n_boot, design=design)
     if "status" in runs:
         runs = runs[runs["status"] == "FINISHED"]
     rows = table_rows(cells, metric)

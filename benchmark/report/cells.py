@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark import metrics as metric_schema
-from benchmark.stats import adjust, paired_summary
+from benchmark import sequential
+from benchmark.stats import INCONCLUSIVE, adjust, paired_summary
 
 CELL = ["source", "target", "strategy", "label_budget"]
 INCOMPLETE = "incomplete"
@@ -56,6 +57,7 @@ def summarize(
     margin: float = 0.01,
     n_boot: int = 10_000,
     against: str = "baseline",
+    design: dict | None = None,
 ) -> pd.DataFrame:
     """One row per cell with paired statistics, Holm-adjusted p-values and verdicts (see ``benchmark.stats``).
 
@@ -80,6 +82,10 @@ def summarize(
     ``p_wilcoxon``, ``p_holm`` (directional, adjusted), ``p_equivalence_holm``, ``zero_variance``, ``nt_gap`` (the
     negative-transfer gap of Wang et al., CVPR 2019: error(transfer) − error(scratch), positive = negative transfer;
     −delta), ``verdict``, ``seeds`` and ``run_ids``.
+
+    ``design`` (an adaptive-seed sweep's ``benchmark.sequential.SequentialDesign`` as a dict): the verdicts against
+    the baseline follow the group-sequential rule instead (``sequential_verdicts``): repeated p-values (Holm-adjusted)
+    and repeated confidence intervals, valid although seeds were added only where the verdict was still open.
     """
     if runs.empty or "tags.role" not in runs:
         return pd.DataFrame()
@@ -144,6 +150,7 @@ def summarize(
                 "scratch_mean": _mean(b_vals),
                 "scratch_se": _se(b_vals),
                 "seeds": seeds,
+                "deltas": deltas,
                 "run_ids": ok["run_id"].tolist(),
                 "lost_run_ids": lost["run_id"].tolist(),
             }
@@ -158,12 +165,34 @@ def summarize(
                 "zero_variance": s.zero_variance, "nt_gap": -s.mean, "verdict": s.verdict,
             }
         )  # fmt: skip
+    if design is not None and against == "baseline" and rows:
+        sequential_verdicts(rows, design)
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     df["_b"] = df["label_budget"].map(budget_order)
     df = df.sort_values(["source", "target", "strategy", "variant", "_b"]).drop(columns="_b")
     return df.reset_index(drop=True)
+
+
+def sequential_verdicts(rows: list[dict], design: dict) -> None:
+    """Replace each row's verdict, Holm p-values and interval by the group-sequential rule's (``rows`` carry
+    ``deltas``, oriented); the cells of one metric are one family, as in the sweep's rounds."""
+    plan = sequential.SequentialDesign(**design)
+    for metric in {r["metric"] for r in rows}:
+        family = [r for r in rows if r["metric"] == metric]
+        sign = metric_schema.sign(metric)
+        decided = sequential.decide({i: [sign * d for d in r["deltas"]] for i, r in enumerate(family)}, plan, metric)
+        for i, r in enumerate(family):
+            c = decided[i]
+            r.update(
+                {
+                    "verdict": INCONCLUSIVE if c.verdict == sequential.OPEN else c.verdict,
+                    "adj_low": c.low, "adj_high": c.high, "p_direction": c.p_direction,
+                    "p_holm": c.p_direction_adjusted, "p_equivalence": c.p_equivalence,
+                    "p_equivalence_holm": c.p_equivalence_adjusted, "seeds_used": c.n_used, "rule": "sequential",
+                }
+            )  # fmt: skip
 
 
 def _mean(v: Sequence[float]) -> float:

@@ -16,6 +16,16 @@ def family_note(cells: pd.DataFrame, what: str) -> str:
     return f"Holm family: the {n} cell{'s' if n != 1 else ''} of this table with at least 2 paired seeds ({what})"
 
 
+SEQUENTIAL_NOTE = (
+    "Adaptive seeds: seeds were added only to cells whose verdict was still open, so these verdicts follow the "
+    "group-sequential rule (benchmark.sequential): each test is a repeated p-value over the planned looks "
+    "(O'Brien-Fleming boundary, calibrated for small seed counts), Holm-adjusted across the cells, and the interval "
+    "is the repeated confidence interval at the level Holm tested the cell at; a cell still open at the last look is "
+    "inconclusive."
+)
+"""What an adaptive sweep's report says about its rule (README "Adaptive seeds")."""
+
+
 def rule_text(alpha: float, margin: float) -> str:
     """The verdict rule in one paragraph (``benchmark.stats``), with this report's alpha and margin."""
     conf = f"{100 * (1 - alpha):g}%"
@@ -67,6 +77,8 @@ def summary_markdown(
         f"Delta = {orient}{other}, paired by seed; positive = transfer better. "
         f"{family_note(cells, 'transfer versus baseline')}. {rule_text(alpha, margin)}",
     ]
+    if "rule" in cells and (cells["rule"] == "sequential").any():
+        parts += ["", SEQUENTIAL_NOTE]
     lost = lost_text(cells)
     if lost:
         parts += ["", lost]
