@@ -102,3 +102,42 @@ def test_hub_weights_missing_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(FileNotFoundError, match=r"test_resnet.r160_in1k.*not in the local Hugging Face cache"):
         load_source_weights(build_model("test_resnet", 5, PREP), HubWeights("test_resnet.r160_in1k"))
+
+
+def test_key_map_renames_a_foreign_checkpoint_before_the_verified_load(tmp_path):
+    """A DataParallel checkpoint (``module.`` prefix) loads nothing as is, and everything but the head once mapped."""
+    state = _source_state()
+    path = tmp_path / "dp.safetensors"
+    save_file({f"module.{k}": v.contiguous() for k, v in state.items()}, str(path))
+    with pytest.raises(ValueError, match=r"missing .*unexpected"):
+        FileWeights(path).load(build_model("test_resnet", 3, PREP), path)
+    model = build_model("test_resnet", 3, PREP)
+    loaded = FileWeights(path, key_map={r"^module\.": ""}).load(model, path)
+    body = [k for k in state if not k.startswith("fc.")]
+    assert loaded == len(body)
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in body)
+    with pytest.raises(ValueError, match=r"key_map rule '\^nothing\\\\.' -> '' matches no key"):
+        FileWeights(path, key_map={r"^nothing\.": ""}).state_dict(path)
+
+
+def test_remap_by_order_names_tensors_by_position_and_refuses_other_shapes(tmp_path):
+    state = _source_state()
+    path = tmp_path / "foreign.pth"  # a torch file keeps its tensors' order; safetensors does not (refused below)
+    torch.save({f"t{i:03d}": v for i, v in enumerate(state.values())}, path)
+    model = build_model("test_resnet", 3, PREP)  # another head size: the classifier may differ, nothing else
+    loaded = FileWeights(path, remap="by_order").load(model, path)
+    body = [k for k in state if not k.startswith("fc.")]
+    assert loaded == len(body) and all(torch.equal(model.state_dict()[k], state[k]) for k in body)
+
+    swapped = dict(state)
+    keys = list(swapped)
+    swapped = {k: swapped[keys[1] if k == keys[0] else keys[0] if k == keys[1] else k] for k in keys}
+    torch.save({f"t{i:03d}": v for i, v in enumerate(swapped.values())}, path)
+    with pytest.raises(ValueError, match=r"(?s)by_order refused.*checkpoint\[0\] t000 \(16,\) vs model\[0\] conv1"):
+        FileWeights(path, remap="by_order").load(build_model("test_resnet", 3, PREP), path)
+    safe = tmp_path / "foreign.safetensors"
+    save_file({f"t{i:03d}": v.contiguous() for i, v in enumerate(state.values())}, str(safe))
+    with pytest.raises(ValueError, match=r"by_order needs the checkpoint's own tensor order"):
+        FileWeights(safe, remap="by_order").load(build_model("test_resnet", 3, PREP), safe)
+    with pytest.raises(ValueError, match=r"weights.remap='by_name'; choose null or one of \('by_order',\)"):
+        FileWeights(path, remap="by_name")

