@@ -21,7 +21,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from benchmark import identity, sources, tracking
-from benchmark.config_path import CONF_DIR
+from benchmark.config_path import CONF_DIR, CONFIG_NAME
 from benchmark.data import Preprocessing
 from benchmark.models import check_arch
 from benchmark.module import Optimization
@@ -47,9 +47,9 @@ def resolved(node: Any) -> Any:
 def config(overrides: list[str], return_hydra_config: bool = True) -> DictConfig:
     """The primary config with ``overrides``, inside a running Hydra app or outside one."""
     if GlobalHydra.instance().is_initialized():
-        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+        return compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=return_hydra_config)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
+        return compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def options(group: str) -> list[str]:

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 from hydra import compose
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: pinned below the next major
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: pyproject pins hydra-core below 1.4
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from benchmark.compose import build_job, build_strategy, build_weights, raw
+from benchmark.config_path import CONFIG_NAME
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
@@ -86,7 +87,7 @@ def preflight(config: DictConfig) -> list[str]:
         label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.", "cache_dir")))
         problems: list[str] = []
         try:
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+            cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
             HydraConfig.instance().set_config(cfg)
             choices = dict(cfg.hydra.runtime.choices)
         except Exception as exc:  # unknown option or malformed override: nothing else can be checked

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from benchmark import sweep, sweeper, tracking
 from benchmark.compose import build_job
+from benchmark.config_path import CONFIG_NAME, CONFIG_PATH
 from benchmark.hydra_callback import artifact_root
 from benchmark.job import execute
 from benchmark.spec import Context, check_rerun
@@ -91,7 +92,7 @@ def run_job(cfg: DictConfig) -> float | None:
     return acc
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 def _hydra_main(cfg: DictConfig) -> float | None:
     return run_job(cfg)
 
