@@ -96,7 +96,7 @@ class FileImageSet(ImageSet):
             else:
                 img.draft(self.mode, (self.size, self.size))  # JPEG: decode at 1/2, 1/4, 1/8 scale when large
                 img = img.convert(self.mode).resize((self.size, self.size), PIL_RESAMPLE[self.interpolation]())
-                arr = np.asarray(img, dtype=np.uint8)
+                arr = np.array(img, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
         if arr.ndim == 2:
             arr = arr[:, :, None]
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), int(self.labels[i])
