@@ -302,6 +302,7 @@ def compute_share(base: Path, store: Path, cache: Path) -> dict:
 def image_loading(base: Path, n: int = 2000, source: str = "test_resnet_in1k") -> dict:
     """Images/s of the file-backed data path (Pillow decode + resize to the source's size, workers as training uses
     them) against images/s of fine-tuning steps of the source's architecture at that size (random weights)."""
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     import numpy as np
     import torch
     from PIL import Image

@@ -27,7 +27,7 @@ def test_files_are_resized_by_pillow_to_the_source_size_and_normalised_last(tmp_
     splits = ImageFolder(_tree(tmp_path / "tree"), val_fraction=0.2, test_fraction=0.2).load()
     prep = Preprocessing(image_size=48, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.2), interpolation="bicubic")
     data = prep.apply(splits.train)
-    raw, label = data.images[0]
+    raw, _ = data.images[0]
     assert raw.dtype == torch.uint8 and raw.shape == (3, 48, 48)  # never a full-size float tensor
     x, _ = data[0]
     assert x.dtype == torch.float32 and x.shape == (3, 48, 48)
