@@ -13,6 +13,8 @@ Every figure is a ratio against a reference measured in the same invocation, on 
    PyTorch profiler (``record_function`` ranges around the model's forward and every ``Tensor.backward``).
 5. quickstart: cold (empty store and cache, pretraining included) and warm (everything reused) wall time, with the
    first ``--quickstart-seeds`` seeds (3; the preset has 5).
+6. image folder loading: images/s of decoding and resizing an ImageFolder of 2,000 JPEGs (256 px, written here) to
+   a hub source's input size through the training DataLoader, against images/s of training steps at that size.
 
 One module for the one command (about 400 lines): each numbered section measures one figure against its own
 reference, and they share the timing and store helpers at the top.
@@ -297,6 +299,49 @@ def compute_share(base: Path, store: Path, cache: Path) -> dict:
     return result
 
 
+def image_loading(base: Path, n: int = 2000, source: str = "test_resnet_in1k") -> dict:
+    """Images/s of the file-backed data path (Pillow decode + resize to the source's size, workers as training uses
+    them) against images/s of fine-tuning steps of the source's architecture at that size (random weights)."""
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from benchmark.compose import compose_job
+    from benchmark.loaders import make_loader, workers
+    from benchmark.models import build_model
+    from benchmark.targets.image_folder import ImageFolder
+
+    root = base / "folder"
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        (root / f"c{i % 10}").mkdir(parents=True, exist_ok=True)
+        ramp = np.linspace(0, 255, 256, dtype=np.float32)
+        img = (ramp[None, :, None] * rng.uniform(0.3, 1.0, 3) + rng.normal(0, 20, (256, 256, 3))).clip(0, 255)
+        Image.fromarray(img.astype(np.uint8)).save(root / f"c{i % 10}" / f"{i}.jpg", quality=90)
+    job = compose_job([f"source={source}", "target=image_folder", f"target.root={root}"])
+    prep, batch = job.source.preprocessing, job.budget.batch_size
+    train = prep.apply(ImageFolder(root, test_fraction=0.01, val_fraction=0.01).load().train)
+    loader = make_loader(train, batch, True, 0, job.trainer.num_workers)
+    t0, seen = time.perf_counter(), 0
+    for x, _ in loader:
+        seen += len(x)
+    load_s = time.perf_counter() - t0
+    model = build_model(job.source.arch, 10, prep)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x, y = torch.randn(batch, prep.in_chans, prep.image_size, prep.image_size), torch.randint(0, 10, (batch,))
+    times = []
+    for _ in range(6):
+        t0 = time.perf_counter()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter() - t0)
+    step_s = _median(times[1:])
+    return {"images": seen, "size": prep.image_size, "arch": job.source.arch, "workers": workers(train, 0),
+            "load_img_s": seen / load_s, "train_img_s": batch / step_s}  # fmt: skip
+
+
 def quickstart(base: Path, seeds: int) -> dict:
     """The quickstart sweep with its first ``seeds`` seeds (the preset has 5), cold then warm."""
     work = base / "quickstart"
@@ -317,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-quickstart", action="store_true")
     parser.add_argument("--quickstart-seeds", type=int, default=3, help="seeds of the quickstart sweep (preset: 5)")
-    parser.add_argument("--only", nargs="*", default=None, help="overhead frozen throughput share quickstart")
+    parser.add_argument("--only", nargs="*", default=None, help="overhead frozen throughput share quickstart loading")
     args = parser.parse_args(argv)
     t_all = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="tb-bench-"))
@@ -340,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         source_weights_file(compose_job([f"source={src}"]), ctx)  # pretrain both sources, untimed
     store, cache = base / "store.db", prep / "cache"
     shutil.rmtree(cache / "locks", ignore_errors=True)
-    want = set(args.only or ["overhead", "frozen", "throughput", "share", "quickstart"])
+    want = set(args.only or ["overhead", "frozen", "throughput", "share", "quickstart", "loading"])
     if args.skip_quickstart:
         want.discard("quickstart")
     report: dict = {"machine": f"{os.cpu_count()} cores, torch threads 2", "reps": args.reps}
@@ -348,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
              ("frozen", lambda: frozen_features(base, store, cache, args.reps)),
              ("throughput", lambda: throughput(base, store, cache)),
              ("share", lambda: compute_share(base, store, cache)),
-             ("quickstart", lambda: quickstart(base, args.quickstart_seeds))]  # fmt: skip
+             ("quickstart", lambda: quickstart(base, args.quickstart_seeds)),
+             ("loading", lambda: image_loading(base))]  # fmt: skip
     for name, fn in steps:
         if name in want:
             t0 = time.perf_counter()
@@ -393,6 +439,11 @@ def print_report(r: dict) -> None:
         q = r["quickstart"]
         print(f"\n5. quickstart ({q.get('seeds', 5)} seeds): cold {q['cold_s']:.0f} s (pretraining included), warm "
               f"{q['warm_s']:.0f} s")  # fmt: skip
+    if "loading" in r:
+        d = r["loading"]
+        print(f"\n6. image folder loading ({d['images']} JPEGs of 256 px -> {d['size']} px, {d['workers']} workers): "
+              f"{d['load_img_s']:.0f} images/s loading vs {d['train_img_s']:.0f} images/s training {d['arch']} "
+              f"-> loading is {d['load_img_s'] / d['train_img_s']:.1f}x the training rate (target >= 1x)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from hydra.utils import get_class
 from benchmark.compose import build_strategy, config, options, raw, strategy_config, weights_kinds
 from benchmark.config_path import CONF_DIR
 
-GROUPS = ("source", "target", "strategy", "trainer", "tracking", "experiment", "scenario")
+GROUPS = ("source", "target", "strategy", "augment", "trainer", "tracking", "experiment", "scenario")
 BLOCK = re.compile(r"(<!-- catalog:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /catalog -->)", re.S)
 
 
@@ -67,11 +67,14 @@ def sources_table() -> str:
         target = weights.pop("_target_", "")
         kind = kinds.get(target, get_class(target).kind if target else "none")
         detail = (
-            weights.get("tag") or weights.get("path") or cfg.hydra.runtime.choices.get("target@source.weights.dataset")
-        )
+            src.get("tag") or weights.get("tag") or weights.get("path")
+            or cfg.hydra.runtime.choices.get("target@source.weights.dataset")
+        )  # fmt: skip
         prep = src.get("preprocessing") or {}
-        rows.append([f"`{sid}`", f"`{src['arch']}`", f"`{kind}`", f"`{detail}`" if detail else "",
-                     f"{prep.get('image_size')} px", header("source", sid)])  # fmt: skip
+        arch = f"`{src['arch']}`" if src.get("arch") else ("the tag's" if kind == "hub" else "mandatory")
+        size = f"{prep['image_size']} px" if prep.get("image_size") else "the model's"  # null: timm's data config
+        rows.append([f"`{sid}`", arch, f"`{kind}`", f"`{detail}`" if detail else "", size,
+                     header("source", sid)])  # fmt: skip
     return _table(["id", "architecture", "weights", "tag / file / dataset", "input", "what it is"], rows)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import fields, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 from hydra import compose, initialize_config_dir
@@ -20,13 +20,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from benchmark import identity, sources, tracking
+from benchmark import data_config, identity, sources, tracking
+from benchmark.augment import Augment
 from benchmark.config_path import CONF_DIR, CONFIG_NAME
 from benchmark.data import Preprocessing
 from benchmark.models import check_arch
 from benchmark.module import Optimization
 from benchmark.sources.weights import NoWeights, SourceWeights
 from benchmark.spec import JobSpec, SourceSpec
+from benchmark.strategies.evaluation import EvaluationProtocol
 from benchmark.strategies.meta import StrategyMeta
 from benchmark.train import Budget, TrainerSettings
 
@@ -99,13 +101,60 @@ def build_weights(source_id: str, node: Any, dataset_id: str | None) -> SourceWe
     return instantiate(node, _recursive_=False, source_id=source_id, dataset_id=dataset_id)
 
 
-def build_source(source_id: str, cfg: DictConfig, dataset_id: str | None) -> SourceSpec:
-    problem = check_arch(cfg.arch)
+def source_inputs(source_id: str, cfg: DictConfig) -> tuple[str, Preprocessing, str | None]:
+    """The source's architecture, its preprocessing and the timm name whose data config the weights expect.
+
+    ``arch: null`` means the hub tag's architecture (``convnext_tiny.fb_in1k`` -> ``convnext_tiny``); weights
+    without a tag (file, pretrain, none) must name one. Preprocessing values that are null, or left out by a hub or
+    file source, come from the model's data config (``benchmark.data_config.resolve``).
+    """
+    w = resolved(cfg.get("weights")) or dict(NO_WEIGHTS)
+    target = w.pop("_target_", None)
+    kinds = weights_kinds()
+    if target not in kinds.values():
+        valid = ", ".join(f"{k} ({t})" for k, t in kinds.items())
+        raise ValueError(f"source {source_id!r}: weights._target_={target!r} is not a weights kind; kinds: {valid}")
+    kind = get_class(target)
+    arch = cfg.get("arch")
+    tag = kind.model_tag(w, arch)
+    if arch is None:
+        if tag is None:
+            raise ValueError(
+                f"source {source_id!r} names no architecture (source.arch is null) and its {kind.kind} weights do "
+                "not say which timm model they fit; give source.arch=<timm name>, e.g. source.arch=resnet50 "
+                "(the architecture the checkpoint was saved from)"
+            )
+        arch = tag.split(".", 1)[0]
+    problem = check_arch(arch)
     if problem:
         raise ValueError(f"source {source_id!r}: {problem}")
-    preprocessing = _typed(Preprocessing, cfg.get("preprocessing"), f"source {source_id!r} preprocessing")
+    where = f"source {source_id!r} preprocessing"
+    return arch, data_config.resolve(resolved(cfg.get("preprocessing")), arch, tag, where), tag
+
+
+def build_source(source_id: str, cfg: DictConfig, dataset_id: str | None) -> SourceSpec:
+    arch, preprocessing, _ = source_inputs(source_id, cfg)
     weights = build_weights(source_id, cfg.get("weights"), dataset_id)
-    return SourceSpec(source_id, cfg.arch, preprocessing, weights, dict(resolved(cfg.get("model_kwargs") or {})))
+    return SourceSpec(source_id, arch, preprocessing, weights, dict(resolved(cfg.get("model_kwargs") or {})))
+
+
+def preprocessing_warnings(source_id: str, cfg: DictConfig) -> list[str]:
+    """Preflight warnings (not problems): explicit preprocessing values of a hub or file source that differ from
+    the model's own data config (the weights were trained on other inputs; results are valid but likely worse)."""
+    _, prep, tag = source_inputs(source_id, cfg)
+    found = data_config.differences(prep, tag)
+    if not found:
+        return []
+    return [
+        f"source {source_id!r}: preprocessing differs from the data config of {tag!r}: {', '.join(found)}; "
+        "null these keys (or drop the overrides) to use the model's values"
+    ]
+
+
+def build_augment(choice: str | None, node: Any) -> Augment:
+    """The training augmentation: the ``augment`` group's option (its YAML stem is the policy) and its settings."""
+    values = dict(resolved(node) or {})
+    return _typed(Augment, {**values, "policy": choice or "none"}, f"augment={choice}")
 
 
 def build_trainer(t: DictConfig) -> TrainerSettings:
@@ -164,7 +213,10 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         kind = get_class(w.pop("_target_"))
         source = {"id": choices["source"], **src, "weights": kind.key_identity(w, digest)}
     else:
-        source = {k: src.get(k) for k in ("arch", "model_kwargs", "preprocessing")}
+        source = _architecture_identity(choices["source"], cfg.source, src)
+    augment = {}
+    if choices.get("augment", "none") != "none":  # none leaves every run key as it was before augmentation existed
+        augment = {"augment": {"id": choices["augment"], **(raw(cfg.get("augment")) or {})}}
     return {
         "version": identity.KEY_VERSION,
         "source": source,
@@ -175,7 +227,27 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         "budget": raw(cfg.budget),
         "selection": cfg.selection,
         "trainer": {name: getattr(trainer, name) for name in identity.NUMERICS},
+        **augment,
     }
+
+
+def _architecture_identity(source_id: str, cfg: DictConfig, src: dict) -> dict:
+    """What a run that ignores the source's weights is identified by: architecture, model arguments,
+    preprocessing. Values the YAML leaves to the model (``arch: null``, null or, for hub and file weights, absent
+    preprocessing) enter as resolved, so two hub tags of different architectures or data configs never share a
+    baseline; a source that names everything (the bundled ones) enters exactly as written."""
+    out = {k: src.get(k) for k in ("arch", "model_kwargs", "preprocessing")}
+    prep = out["preprocessing"] or {}
+    try:
+        w = resolved(cfg.get("weights")) or NO_WEIGHTS
+        has_model_config = get_class(w["_target_"]).model_tag(w, "?") is not None
+        if out["arch"] is not None and not has_model_config and None not in prep.values():
+            return out
+        arch, resolved_prep, _ = source_inputs(source_id, cfg)
+    except Exception:  # a default config without its mandatory values (source=hub has no tag): left as written
+        return out
+    full = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(resolved_prep).items()}
+    return {**out, "arch": arch, "preprocessing": full}
 
 
 _DEFAULTS: dict[tuple[str, str, str], DictConfig] = {}
@@ -186,7 +258,7 @@ def default_config(source_id: str, target_id: str, strategy_id: str) -> DictConf
     cell's ``variant`` is measured against (memoised; composing takes tens of milliseconds)."""
     key = (source_id, target_id, strategy_id)
     if key not in _DEFAULTS:
-        _DEFAULTS[key] = config([f"source={source_id}", f"target={target_id}", f"strategy={strategy_id}"], False)
+        _DEFAULTS[key] = config([f"source={source_id}", f"target={target_id}", f"strategy={strategy_id}"], True)
     return _DEFAULTS[key]
 
 
@@ -195,7 +267,9 @@ def job_keys(cfg: DictConfig, choices: dict[str, str], strategy_id: str, strateg
     """Run key, cell key and variant of one run of the job (itself, its baseline or its reference)."""
     own = run_identity(cfg, choices, strategy_id, strategy_cfg, pretrained, trainer)
     base = default_config(choices["source"], choices["target"], strategy_id)
-    defaults = run_identity(base, choices, strategy_id, base.strategy, pretrained, build_trainer(base.trainer), False)
+    base_choices = {**choices, "augment": base.hydra.runtime.choices.get("augment")}  # the default policy
+    defaults = run_identity(base, base_choices, strategy_id, base.strategy, pretrained, build_trainer(base.trainer),
+                            False)  # fmt: skip
     w = raw(cfg.source.get("weights")) or NO_WEIGHTS
     name = get_class(w["_target_"]).variant_name(w)
     return identity.keys(own, defaults, name)
@@ -218,6 +292,12 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
     if problems:
         raise ValueError(f"target {target_id!r}: " + "; ".join(problems))
     strategy, meta = build_strategy(strategy_id, cfg.strategy)
+    augment = build_augment(choices.get("augment"), cfg.get("augment"))
+    if augment.active and isinstance(strategy, EvaluationProtocol):
+        raise ValueError(
+            f"augment={augment.policy} has no effect on strategy {strategy_id!r}: it evaluates frozen features and "
+            "trains nothing that could see augmented views; use augment=none"
+        )
     trainer = build_trainer(cfg.trainer)
     everything = {k: resolved(cfg[k]) for k in cfg if k != "hydra"}
     params = tracking.flatten(everything)
@@ -231,6 +311,7 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         trainer=trainer,
         selection=str(cfg.selection),
         scores=bool(cfg.get("scores", True)),
+        augment=augment,
     )
     keys = job_keys(cfg, choices, strategy_id, cfg.strategy, meta.uses_source_weights, trainer)
     job = JobSpec(source=source, strategy_id=strategy_id, strategy=strategy, meta=meta, run_key=keys.run_key,

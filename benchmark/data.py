@@ -67,29 +67,64 @@ class TensorImageSet(ImageSet):
 
 
 class FileImageSet(ImageSet):
-    """Images decoded from files on demand (ImageFolder trees and other datasets on disk)."""
+    """Images decoded from files on demand (ImageFolder trees and other datasets on disk).
 
-    def __init__(self, paths: Sequence[Path], labels: np.ndarray | Sequence[int], mode: str = "RGB"):
+    With ``size`` set (``Preprocessing.apply`` sets the source's input size), each file is decoded and resized by
+    Pillow straight to ``size × size`` and returned as a ``uint8`` tensor: a 4000-px photo never becomes a float
+    tensor at full resolution (48 MB) only to be shrunk to 224 px, and JPEGs are decoded at a reduced scale
+    (``Image.draft``) when that is still larger than the target size. Without ``size`` items are float in [0, 1]
+    at the file's own size.
+    """
+
+    def __init__(self, paths: Sequence[Path], labels: np.ndarray | Sequence[int], mode: str = "RGB",
+                 size: int | None = None, interpolation: str = "bilinear"):  # fmt: skip
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.mode = mode
+        self.size = size
+        self.interpolation = interpolation
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
+        from PIL import Image  # Pillow is needed only by datasets on disk
 
         with Image.open(self.paths[i]) as img:
-            arr = np.asarray(img.convert(self.mode), dtype=np.float32) / 255.0
+            if self.size is None:
+                arr = np.asarray(img.convert(self.mode), dtype=np.float32) / 255.0
+            else:
+                img.draft(self.mode, (self.size, self.size))  # JPEG: decode at 1/2, 1/4, 1/8 scale when large
+                img = img.convert(self.mode).resize((self.size, self.size), PIL_RESAMPLE[self.interpolation]())
+                arr = np.array(img, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
         if arr.ndim == 2:
             arr = arr[:, :, None]
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), int(self.labels[i])
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> FileImageSet:
-        return FileImageSet(
-            [self.paths[i] for i in indices], self.labels[np.asarray(indices, dtype=np.int64)], self.mode
-        )
+        idx = np.asarray(indices, dtype=np.int64)
+        return FileImageSet([self.paths[i] for i in idx], self.labels[idx], self.mode, self.size, self.interpolation)
+
+    def at_size(self, size: int, interpolation: str) -> FileImageSet:
+        """The same files, decoded and resized by Pillow to ``size × size`` (uint8 items)."""
+        return FileImageSet(self.paths, self.labels, self.mode, size, interpolation)
+
+
+def _pil(name: str):
+    def resample():
+        from PIL import Image
+
+        return getattr(Image.Resampling, name)
+
+    return resample
+
+
+PIL_RESAMPLE = {"bilinear": _pil("BILINEAR"), "bicubic": _pil("BICUBIC"), "nearest": _pil("NEAREST")}
+"""Pillow's filter for each ``Preprocessing.interpolation`` (Pillow imported only when files are decoded)."""
+
+INTERPOLATIONS = tuple(PIL_RESAMPLE)
+"""``Preprocessing.interpolation`` choices: the resize filters both Pillow and ``torch.nn.functional.interpolate``
+have (timm's pretrained configs name bilinear or bicubic)."""
 
 
 @dataclass
@@ -160,15 +195,18 @@ def unlabelled(images: ImageSet) -> ImageSet:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How images become model inputs: square resize, channel count and per-channel normalisation.
+    """How images become model inputs: square resize (with ``interpolation``), channel count and per-channel
+    normalisation.
 
-    Owned by the source (its architecture and weights expect it) and shared by the pair's baseline.
+    Owned by the source (its architecture and weights expect it) and shared by the pair's baseline. Hub and file
+    sources take it from the model's own data config (``benchmark.data_config``); the bundled sources name it.
     """
 
     image_size: int = 32
     in_chans: int = 3
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         # config lists become tuples of floats, so equal settings hash (and enter content keys) identically
@@ -178,9 +216,16 @@ class Preprocessing:
         object.__setattr__(self, "std", tuple(float(x) for x in self.std))
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise ValueError(f"mean/std need {self.in_chans} values (in_chans), got {self.mean} and {self.std}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"preprocessing.interpolation={self.interpolation!r} is not supported; choose one of "
+                f"{', '.join(INTERPOLATIONS)}"
+            )
 
     def tensor(self, images: torch.Tensor) -> torch.Tensor:
-        """Preprocess a batch ``N×C×H×W`` in [0, 1]."""
+        """Preprocess a batch ``N×C×H×W``: float in [0, 1] or ``uint8`` in [0, 255] (files decoded by Pillow)."""
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
         c = images.shape[1]
         if c != self.in_chans:
             if c == 1:
@@ -190,21 +235,30 @@ class Preprocessing:
             else:
                 raise ValueError(f"cannot convert {c}-channel images to {self.in_chans} channels")
         if images.shape[-2:] != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
+            size = (self.image_size, self.image_size)
+            if self.interpolation == "nearest":
+                images = F.interpolate(images, size=size, mode="nearest")
+            else:
+                images = F.interpolate(images, size=size, mode=self.interpolation, antialias=True)
         mean = torch.tensor(self.mean, dtype=images.dtype).view(1, -1, 1, 1)
         std = torch.tensor(self.std, dtype=images.dtype).view(1, -1, 1, 1)
         return ((images - mean) / std).contiguous()
 
     def apply(self, images: ImageSet) -> Dataset:
-        """A dataset of model inputs; in-memory sets are converted once, file sets lazily per item."""
+        """A dataset of model inputs; in-memory sets are converted once, file sets lazily per item (decoded and
+        resized by Pillow to ``image_size``, normalised last)."""
         if isinstance(images, TensorImageSet):
             chunks = [self.tensor(images.images[i : i + 1024]) for i in range(0, len(images), 1024)]
             x = torch.cat(chunks) if chunks else torch.empty(0, self.in_chans, self.image_size, self.image_size)
             return TensorDataset(x, torch.from_numpy(images.labels))
-        return _LazyPreprocessed(images, self)
+        if isinstance(images, FileImageSet):
+            images = images.at_size(self.image_size, self.interpolation)
+        return LazyPreprocessed(images, self)
 
 
-class _LazyPreprocessed(Dataset):
+class LazyPreprocessed(Dataset):
+    """An image set preprocessed item by item (files on disk): what DataLoader workers parallelise."""
+
     def __init__(self, images: ImageSet, prep: Preprocessing):
         self.images, self.prep = images, prep
 

@@ -1,8 +1,10 @@
 """Preflight: every job of a sweep composed and validated before anything trains; every problem reported at once,
-each with the jobs it affects."""
+each with the jobs it affects. Warnings (a hub source fed other inputs than its model's data config) are logged
+with the jobs they affect and stop nothing."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -13,11 +15,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from benchmark.compose import build_job, build_strategy, build_weights, raw
+from benchmark.compose import build_job, build_strategy, build_weights, preprocessing_warnings, raw
 from benchmark.config_path import CONFIG_NAME
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
+
+log = logging.getLogger(__name__)
 
 
 def sweep_overrides(config: DictConfig) -> list[list[str]]:
@@ -80,9 +84,20 @@ def job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     return problems
 
 
-def preflight(config: DictConfig) -> list[str]:
-    """Compose and validate every job of the sweep; return every problem, each with the jobs it affects."""
+def job_warnings(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
+    """What deserves a look but stops nothing: preprocessing that differs from the model's data config. A source
+    that cannot be built is a problem already (``job_problems``), so it gives no warning here."""
+    try:
+        return preprocessing_warnings(choices["source"], cfg.source)
+    except Exception:  # reported by job_problems
+        return []
+
+
+def preflight(config: DictConfig, warnings: list[str] | None = None) -> list[str]:
+    """Compose and validate every job of the sweep; return every problem, each with the jobs it affects. Warnings
+    are logged (and appended to ``warnings`` when given) in the same form."""
     found: dict[str, list[str]] = {}
+    warned: dict[str, list[str]] = {}
     for overrides in sweep_overrides(config):
         label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.", "cache_dir")))
         problems: list[str] = []
@@ -94,9 +109,19 @@ def preflight(config: DictConfig) -> list[str]:
             problems.append(describe(exc))
         else:
             problems += job_problems(cfg, choices)
+            for w in job_warnings(cfg, choices):
+                warned.setdefault(w, []).append(label)
         for p in problems:
             found.setdefault(p, []).append(label)
     HydraConfig.instance().set_config(config)
+    for line in _with_jobs(warned):
+        log.warning("preflight: %s", line)
+        if warnings is not None:
+            warnings.append(line)
+    return _with_jobs(found)
+
+
+def _with_jobs(found: dict[str, list[str]]) -> list[str]:
     lines = []
     for problem, labels in found.items():
         where = labels[0] + (f" (+{len(labels) - 1} more jobs)" if len(labels) > 1 else "")

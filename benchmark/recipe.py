@@ -9,6 +9,7 @@ methods decide.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from benchmark.strategies.base import Pretraining, TransferStrategy
 from benchmark.strategies.evaluation import EvaluationProtocol
 from benchmark.tracking import log_metrics
 from benchmark.train import fit_and_test
+
+log = logging.getLogger(__name__)
 
 
 def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = None,
@@ -99,7 +102,12 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
          extra, t_start, watch=None):  # fmt: skip
     prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
-    if job.strategy.frozen_backbone and has_learned_backbone(job) and job.trainer.feature_cache:
+    if job.augment.active and job.strategy.frozen_backbone and job.trainer.feature_cache:
+        # cached features are one view per image: augmented views need the frozen backbone run on every batch
+        log.info("augment=%s: frozen features are not cached (each batch is a new view)", job.augment.policy)
+    cached = (job.strategy.frozen_backbone and has_learned_backbone(job) and job.trainer.feature_cache
+              and not job.augment.active)  # fmt: skip
+    if cached:
         # the backbone is frozen and in eval mode: run it once per example and train the head on its features
         key = features_key(job, weights_file, weights_id)
         feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), val, test)
@@ -112,6 +120,8 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
         train = prep.apply(unlabelled(splits.train))
     else:
         train = prep.apply(splits.train.subset(subset))
+    if not cached:  # the training split only: never val/test, never cached features
+        train = job.augment.wrap(train, prep, job.seed, job.meta.seed_salt)
     setup_s = time.perf_counter() - t_start
 
     result = fit_and_test(

@@ -10,6 +10,7 @@ from typing import Any
 from mlflow.tracking import MlflowClient
 
 from benchmark import provenance
+from benchmark.augment import Augment
 from benchmark.data import Preprocessing
 from benchmark.sources.weights import SourceWeights
 from benchmark.strategies.base import TransferStrategy
@@ -87,6 +88,7 @@ class JobSpec:
     baseline: JobSpec | None = None
     reference: JobSpec | None = None  # a second comparison run (source_only for domain adaptation)
     scores: bool = True  # log the pair's transferability and similarity scores on transfer runs
+    augment: Augment = field(default_factory=Augment)  # training augmentation, the same for the pair's runs
 
     @property
     def is_baseline(self) -> bool:

@@ -50,7 +50,9 @@ def test_every_source_builds(source, tmp_path):
     overrides = [f"source={source}"]
     if source == "local_file":
         (tmp_path / "w.safetensors").write_bytes(b"")
-        overrides.append(f"source.weights.path={tmp_path / 'w.safetensors'}")
+        overrides += [f"source.weights.path={tmp_path / 'w.safetensors'}", "source.arch=test_resnet"]
+    if source == "hub":
+        overrides.append("source.tag=test_resnet.r160_in1k")
     job = _job(overrides)
     assert job.source.id == source
     assert job.baseline is not None and job.baseline.source.weights.kind == "none"

@@ -37,6 +37,9 @@ from benchmark.spec import RERUN, Context
 from benchmark.splits import load_splits
 
 TINY = ["budget.epochs=1", "budget.min_steps=2", "budget.batch_size=16", "scores=false"]
+LOCAL = ["source=local_file", "source.arch=test_resnet", "source.preprocessing.image_size=32"]
+"""A file source names its architecture; 32 px (not test_resnet's 160) keeps the trainings here short."""
+SHOWN = "source.preprocessing.image_size=32, source.arch=test_resnet"  # what LOCAL changes against the defaults
 
 
 def _job(overrides: list[str]):
@@ -97,14 +100,14 @@ def test_file_weights_are_keyed_by_content_not_path(tmp_path):
     shutil.copy(a, a_copy)
 
     def job(path: Path):
-        return _job(["source=local_file", f"source.weights.path={path}", "strategy=finetune"])
+        return _job([*LOCAL, f"source.weights.path={path}", "strategy=finetune"])
 
     ja, jb, jcopy = job(a), job(b), job(a_copy)
     assert ja.run_key != jb.run_key and ja.cell_key != jb.cell_key  # two checkpoints: two cells, not one
     assert ja.run_key == jcopy.run_key and ja.cell_key == jcopy.cell_key  # same content elsewhere: same run
     digest = lambda p: __import__("hashlib").sha256(p.read_bytes()).hexdigest()[:8]  # noqa: E731
-    assert ja.variant == f"weights=a.safetensors@{digest(a)}"
-    assert jb.variant == f"weights=b.safetensors@{digest(b)}" and digest(a) != digest(b)
+    assert ja.variant == f"weights=a.safetensors@{digest(a)}, {SHOWN}"
+    assert jb.variant == f"weights=b.safetensors@{digest(b)}, {SHOWN}" and digest(a) != digest(b)
     assert ja.baseline_key == jb.baseline_key  # weights never enter the baseline key
 
     # the same path with new content (a re-exported checkpoint, written later) is a new run
@@ -112,7 +115,7 @@ def test_file_weights_are_keyed_by_content_not_path(tmp_path):
     _checkpoint(a, 2)
     os.utime(a, ns=(before + 10**9, before + 10**9))
     again = job(a)
-    assert again.run_key != ja.run_key and again.variant == f"weights=a.safetensors@{digest(a)}"
+    assert again.run_key != ja.run_key and again.variant == f"weights=a.safetensors@{digest(a)}, {SHOWN}"
     assert again.baseline_key == ja.baseline_key
 
 
@@ -177,7 +180,7 @@ def _ctx(store: str, tmp_path: Path, sweep_id: str | None, rerun: str = "none") 
 
 def test_rerun_all_trains_every_run_again_once_per_sweep_and_keeps_the_old_ones(tmp_path, store):
     weights = _checkpoint(tmp_path / "w.safetensors", 0)
-    common = ["source=local_file", f"source.weights.path={weights}", "label_budget=2", *TINY]
+    common = [*LOCAL, f"source.weights.path={weights}", "label_budget=2", *TINY]
     finetune = _job([*common, "strategy=finetune"])
     partial = _job([*common, "strategy=partial_finetune"])
     assert finetune.baseline_key == partial.baseline_key
@@ -243,7 +246,7 @@ def test_transferability_scores_use_the_runs_labelled_examples(tmp_path, store):
     ctx = _ctx(store, tmp_path, None)
 
     def scores(budget: str, seed: int) -> tuple[dict[str, float], object]:
-        job = _job(["source=local_file", f"source.weights.path={weights}", "strategy=finetune",
+        job = _job([*LOCAL, f"source.weights.path={weights}", "strategy=finetune",
                     f"label_budget={budget}", f"seed={seed}"])  # fmt: skip
         run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, job.tags(ctx))
         out = log_scores(job, ctx, run_id)

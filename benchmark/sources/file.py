@@ -64,6 +64,10 @@ class FileWeights(SourceWeights):
     def variant_name(cls, raw: dict[str, Any]) -> str:
         return Path(str(raw.get("path", "file"))).name
 
+    @classmethod
+    def model_tag(cls, raw: dict[str, Any], arch: str | None) -> str | None:
+        return arch  # the architecture's default pretrained config: the best guess of what the file expects
+
     def problems(self, uses_weights: bool) -> list[str]:
         if self.path.is_file():
             return []

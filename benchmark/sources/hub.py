@@ -57,6 +57,10 @@ class HubWeights(SourceWeights):
         super().__init__(**kw)
         self.tag = str(tag)
 
+    @classmethod
+    def model_tag(cls, raw: dict[str, Any], arch: str | None) -> str | None:
+        return str(raw["tag"])
+
     def problems(self, uses_weights: bool) -> list[str]:
         if not (uses_weights and hf_offline()) or hub_cached(self.tag):
             return []

@@ -56,6 +56,13 @@ class SourceWeights:
         """How a cell's ``variant`` names these weights when they enter the key by content (file name)."""
         return cls.kind
 
+    @classmethod
+    def model_tag(cls, raw: dict[str, Any], arch: str | None) -> str | None:
+        """The timm name (``arch`` or ``arch.tag``) whose pretrained config describes the inputs these weights were
+        trained on, from the resolved YAML; None when the harness chooses the inputs (random or harness-pretrained
+        weights). Hub and file sources take their preprocessing from it (``benchmark.data_config``)."""
+        return None
+
     def problems(self, uses_weights: bool) -> list[str]:
         """Preflight: what would fail a run whose strategy does (``uses_weights``) or does not read the weights."""
         return []
