@@ -51,6 +51,7 @@ class SweepCallback(Callback):
             str(config.verdict.metric),
             float(config.verdict.alpha),
             float(config.verdict.margin),
+            jobs=len(sweep_overrides(config)),
         )
         client = tracking.open_store(tracking.resolve_uri(config.tracking.uri, root))
         exp = client.get_experiment_by_name(str(config.tracking.experiment))
