@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,7 @@ def log_model(
     ``mlflow.pytorch.load_model`` gives a module ready to predict. ``registered_name``: also register it as a new
     version of that registered model.
     """
+    t0 = time.perf_counter()
     run = client.get_run(run_id)
     cpu = copy.deepcopy(model).cpu().eval()
     x = example.detach().cpu().float()[:4].contiguous()
@@ -172,7 +174,7 @@ def log_model(
         raise
     if registered_name:
         register(client, registered_name, logged.model_id, run_id)
-    log.info("logged model %s of run %s", logged.model_id, run_id)
+    log.info("logged model %s of run %s in %.1f s", logged.model_id, run_id, time.perf_counter() - t0)
     return logged.model_id
 
 
