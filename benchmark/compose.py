@@ -24,6 +24,7 @@ from benchmark import data_config, identity, sources, tracking
 from benchmark.augment import Augment
 from benchmark.config_path import CONF_DIR, CONFIG_NAME
 from benchmark.data import Preprocessing
+from benchmark.lineage import Lineage
 from benchmark.models import check_arch
 from benchmark.module import Optimization
 from benchmark.sources.weights import NoWeights, SourceWeights
@@ -162,6 +163,12 @@ def build_trainer(t: DictConfig) -> TrainerSettings:
     the process's business (``benchmark.run.job_threads``), not a training setting."""
     values = {k: v for k, v in (resolved(t) or {}).items() if k != "threads"}
     return _typed(TrainerSettings, values, "trainer")
+
+
+def build_lineage(t: DictConfig) -> Lineage:
+    """What runs record beyond tags, params and metrics (``tracking.log_models``, ``register_models``,
+    ``system_metrics``...); the other ``tracking`` keys say where the store is."""
+    return _typed(Lineage, {f.name: resolved(t[f.name]) for f in fields(Lineage) if f.name in t}, "tracking")
 
 
 def build_budget(b: DictConfig) -> Budget:

@@ -60,6 +60,7 @@ class SweepCallback(Callback):
             float(config.verdict.alpha),
             float(config.verdict.margin),
             asdict(design) if design is not None else None,
+            jobs=None if design is not None else len(sweep_overrides(config)),  # adaptive: rounds decide
         )
         client = tracking.open_store(tracking.resolve_uri(config.tracking.uri, root))
         exp = client.get_experiment_by_name(str(config.tracking.experiment))

@@ -1,6 +1,7 @@
 """A run's life in MLflow as one context manager: open (create, or resume an interrupted run in place), log, then
 finish, or fail with the traceback. Nothing is lost: a failure leaves a FAILED run (KILLED on Ctrl-C or SIGTERM)
-with a ``failure_reason`` tag, never a run stuck RUNNING.
+with a ``failure_reason`` tag, never a run stuck RUNNING. With ``tracking.system_metrics=true`` MLflow samples the
+machine (``system/*`` metrics) while the run is open (``benchmark.lineage``).
 
 A run writes a resumable checkpoint while it trains (``cache_dir/checkpoints/<run_key>.ckpt``) next to an owner file
 naming its MLflow run; both are removed when the run finishes, and kept when it fails so that the next attempt
@@ -20,6 +21,7 @@ import torch
 
 from benchmark import tracking
 from benchmark.callbacks import Diverged
+from benchmark.lineage import system_metrics
 from benchmark.spec import Context, JobSpec
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ def tracked_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) ->
                 ctx.client.log_text(run_id, job.config_yaml, "config.yaml")
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         owner.write_text(json.dumps({"run_id": run_id, "name": job.name}))
-        yield OpenRun(run_id, ckpt, bool(resume_run_id))
+        with system_metrics(ctx.client, run_id, ctx.lineage, resumed=bool(resume_run_id)):
+            yield OpenRun(run_id, ckpt, bool(resume_run_id))
         tracking.end_run(ctx.client, run_id)
         for done in (ckpt, owner):
             done.unlink(missing_ok=True)

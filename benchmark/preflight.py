@@ -15,7 +15,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from benchmark.compose import build_job, build_strategy, build_weights, preprocessing_warnings, raw
+from benchmark.compose import build_job, build_lineage, build_strategy, build_weights, preprocessing_warnings, raw
 from benchmark.config_path import CONFIG_NAME
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
@@ -63,11 +63,12 @@ def weights_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
 
 
 def job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
-    """Independent checks of one composed job, so that one bad value does not hide another: the reuse policy, the
-    typed job (sources, strategies, targets) with what it trains on, its weights (a missing file, weights not in
-    the offline cache), the label budget against the data."""
+    """Independent checks of one composed job, so that one bad value does not hide another: the reuse policy, what
+    runs record (``tracking.log_models``...), the typed job (sources, strategies, targets) with what it trains on,
+    its weights (a missing file, weights not in the offline cache), the label budget against the data."""
     checks = [
         lambda: check_rerun(cfg.get("rerun", "none")) and [],
+        lambda: build_lineage(cfg.tracking) and [],
         lambda: data_problems(build_job(cfg, choices)),
         lambda: weights_problems(cfg, choices),
         lambda: check_data(

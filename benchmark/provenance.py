@@ -8,12 +8,16 @@ A reused run may come from other code: the run key names the experiment, not the
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
 import importlib
 import platform
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+from mlflow.utils import mlflow_tags
 
 LIBRARIES = ("torch", "timm", "pytorch_lightning", "mlflow", "torchmetrics", "numpy")
 """Libraries whose version is recorded on every run (``version/<name>``), besides ``version/python``."""
@@ -50,6 +54,40 @@ def git_sha(root: Path = CODE_ROOT) -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty.{hashlib.sha256(diff).hexdigest()[:8]}" if diff else sha
+
+
+@functools.cache
+def git_commit(root: Path = CODE_ROOT) -> str | None:
+    """The full 40-hex commit of the harness's checkout (MLflow's ``mlflow.source.git.commit``), None outside git."""
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers) and no $USER
+        return "unknown"
+
+
+def context_tags() -> dict[str, str]:
+    """MLflow's own context tags, which its fluent ``start_run`` sets and ``MlflowClient.create_run`` does not: the
+    UI's "Created by" (``mlflow.user``) and "Source" (``mlflow.source.name``/``type``: the program this process
+    runs, ``python -m benchmark.run`` being ``.../benchmark/run.py``) and the commit of the harness's checkout
+    (``mlflow.source.git.commit``; ``git_sha`` says whether the tree was dirty)."""
+    out = {
+        mlflow_tags.MLFLOW_USER: _user(),
+        mlflow_tags.MLFLOW_SOURCE_NAME: str(Path(sys.argv[0]).resolve()) if sys.argv and sys.argv[0] else "python",
+        mlflow_tags.MLFLOW_SOURCE_TYPE: "LOCAL",
+    }
+    commit = git_commit()
+    if commit:
+        out[mlflow_tags.MLFLOW_GIT_COMMIT] = commit
+    return out
 
 
 def tags() -> dict[str, str]:

@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmark import identity
+from benchmark import identity, lineage
 from benchmark.callbacks import RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled
 from benchmark.features import cached_split_features
@@ -42,6 +42,7 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
     subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
     prep = job.source.preprocessing
     val, test = prep.apply(splits.val), prep.apply(splits.test)
+    lineage.log_datasets(ctx.client, run_id, job_datasets(job, splits))
     source_train = None
     if adapts(strategy):
         # transductive: the source's labelled data and the target's training images, their labels replaced by -1
@@ -95,7 +96,32 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
         }
     )
     metrics.setdefault("time/setup_s", metrics["time/total_s"])
+    if ctx.lineage.logs_model(job.meta.role) and not isinstance(strategy, EvaluationProtocol):
+        log_trained_model(job, ctx, run_id, model, test)
     return metrics
+
+
+def job_datasets(job: JobSpec, splits: Splits) -> list:
+    """The MLflow dataset inputs of a run: the target, and the source's labelled dataset when the run trains on it
+    (domain adaptation, self-supervised pretraining on the source's images)."""
+    inputs = [lineage.dataset_input(job.target_id, job.target_config, splits, "target")]
+    strategy = job.strategy
+    on_source = pretrains(strategy) and (strategy.pretrain_identity() or {}).get("data") == "source"
+    if adapts(strategy) or on_source:
+        labelled = job.source.weights.labelled_data
+        source = load_splits(labelled.dataset_id, labelled.dataset, labelled.config)
+        inputs.append(lineage.dataset_input(labelled.dataset_id, labelled.config, source, "source"))
+    return inputs
+
+
+def log_trained_model(job: JobSpec, ctx: Context, run_id: str, model: torch.nn.Module, test) -> str:
+    """Log the run's model as it was tested (the selected weights), with preprocessed test images as its input
+    example; registered under the cell's name (the run name without its seed) when ``tracking.register_models``."""
+    example = torch.stack([test[i][0] for i in range(min(4, len(test)))])
+    tags = {k: v for k, v in job.tags(ctx).items() if k in ("role", "source", "target", "strategy", "seed",
+                                                            "label_budget", "arch", "run_key", "variant")}  # fmt: skip
+    name = job.name.removesuffix(f"__s{job.seed}") if ctx.lineage.register_models else None
+    return lineage.log_model(ctx.client, run_id, model, example, tags, name)
 
 
 def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id, checkpoint, source_train,

@@ -1,7 +1,8 @@
 """Entry point: ``python -m benchmark.run [-m] source=... target=... strategy=... seed=...``.
 
 Thin by design: Hydra composes the config, ``benchmark.compose`` turns it into a typed job, ``benchmark.job`` runs
-it, and the job's record goes to the sweep's finaliser. Signals end the runs in flight KILLED (exit 130/143).
+it, and the job's record goes to the sweep's finaliser. Each job prints one line: ``[k/N]``, the sweep's elapsed
+time and an ETA (``benchmark.sweep.progress``), then its result. Signals end the runs in flight KILLED (exit 130/143).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from benchmark import sweep, sweeper, tracking
-from benchmark.compose import build_job
+from benchmark.compose import build_job, build_lineage
 from benchmark.config_path import CONFIG_NAME, CONFIG_PATH
 from benchmark.hydra_callback import artifact_root
 from benchmark.job import execute
@@ -72,7 +73,8 @@ def run_job(cfg: DictConfig) -> float | None:
             exp_id = tracking.ensure_experiment(client, cfg.tracking.experiment, artifact_root(cfg))
             tracking.reap_stale(client, exp_id, float(cfg.tracking.stale_after_s))
             parent = sweep_id = None
-        ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, rerun=rerun)
+        ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, rerun=rerun,
+                      lineage=build_lineage(cfg.tracking))  # fmt: skip
         outcome = execute(job, ctx)
         record.update(status="ok", run_id=outcome.run_id, reused=outcome.reused,
                       baseline_run_id=outcome.baseline_run_id, baseline_reused=outcome.baseline_reused,
@@ -81,14 +83,18 @@ def run_job(cfg: DictConfig) -> float | None:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
         raise
     finally:
+        progress = ""
         if state is not None:
             sweep.write_record(sweep.record_path(state, int(hc.job.num)), record)
+            progress = sweep.progress(state, int(hc.job.num)) + " "
+        if record.get("status") == "failed":
+            print(f"{progress}{record['name']}: FAILED {record['error']}", flush=True)
     acc = outcome.metrics.get("test/acc")
     delta = outcome.deltas.get("delta/test/acc")
     msg = f"{job.name}: test/acc={acc:.4f}" if acc is not None else job.name
     if delta is not None:
         msg += f" delta/test/acc={delta:+.4f} (baseline run {outcome.baseline_run_id})"
-    print(("[reused] " if outcome.reused else "") + msg, flush=True)
+    print(progress + ("[reused] " if outcome.reused else "") + msg, flush=True)
     return acc
 
 

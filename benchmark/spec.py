@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from benchmark import provenance
 from benchmark.augment import Augment
 from benchmark.data import Preprocessing
+from benchmark.lineage import Lineage
 from benchmark.sources.weights import SourceWeights
 from benchmark.strategies.base import TransferStrategy
 from benchmark.strategies.evaluation import EvaluationProtocol
@@ -52,7 +53,8 @@ def check_rerun(value: object) -> str:
 @dataclass
 class Context:
     """Where a job records: the client, experiment, the sweep's parent run and the shared cache; ``rerun`` is the
-    reuse policy (``RERUN``); ``git_sha`` the commit of the code this process runs."""
+    reuse policy (``RERUN``); ``git_sha`` the commit of the code this process runs; ``lineage`` what runs record
+    beyond tags, params and metrics (logged models, system metrics: ``tracking.*``)."""
 
     client: MlflowClient
     experiment_id: str
@@ -61,6 +63,7 @@ class Context:
     sweep_id: str | None = None
     git_sha: str = field(default_factory=provenance.git_sha)
     rerun: str = "none"
+    lineage: Lineage = field(default_factory=Lineage)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark import metrics, provenance, tracking
+from benchmark import metrics, tracking
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class SweepState:
     margin: float = 0.0
     finalized: bool = False
     design: dict | None = None  # adaptive seeds: the ``benchmark.sequential.SequentialDesign`` the verdicts follow
+    jobs: int = 0  # the sweep's job count (``benchmark.preflight.sweep_overrides``); 0 when unknown (adaptive)
+    started: float = 0.0  # time.time() when the parent run was created
 
     @property
     def path(self) -> Path:
@@ -76,21 +78,21 @@ def start(
     alpha: float,
     margin: float,
     design: dict | None = None,
+    jobs: int | None = 0,
 ) -> SweepState:
     """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs.
 
     ``metric`` must have a declared direction (``benchmark.metrics``): a typo fails here, before any training, not when
-    the sweep's verdicts are computed.
+    the sweep's verdicts are computed. ``jobs`` is the sweep's job count, for the jobs' progress lines.
     """
     metrics.get(metric)
     client = tracking.open_store(tracking_uri)
     exp_id = tracking.ensure_experiment(client, experiment, artifact_root)
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-    tags = {"role": "sweep", "sweep_id": sweep_id, "git_sha": git_sha, "sweep_overrides": " ".join(overrides),
-            **provenance.versions()}  # fmt: skip
+    tags = {"role": "sweep", "sweep_id": sweep_id, "git_sha": git_sha, "sweep_overrides": " ".join(overrides)}
     parent = tracking.create_run(client, exp_id, f"sweep__{experiment}__{sweep_id}", tags)
     state = SweepState(tracking_uri, experiment, exp_id, parent, sweep_id, str(Path(sweep_dir).resolve()), metric,
-                       alpha, margin, design=design)  # fmt: skip
+                       alpha, margin, design=design, jobs=int(jobs or 0), started=time.time())  # fmt: skip
     state.save()
     os.environ[STATE_ENV] = str(state.path)
     global ACTIVE
@@ -136,6 +138,34 @@ def read_record(state: SweepState, job_num: int) -> dict | None:
     """The record job ``job_num`` wrote (``write_record``), or None when it wrote none."""
     path = record_path(state, job_num)
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def progress(state: SweepState, job_num: int, now: float | None = None) -> str:
+    """``[k/N] 1:02 elapsed, ETA 3:10`` for job ``job_num`` (0-based) after its record was written.
+
+    The ETA is the sweep's wall-clock time per finished job (records written so far, failed ones included) times
+    the jobs left: with one job at a time that is the mean seconds per job, and with parallel launcher workers it
+    counts their overlap. Reused jobs finish in a second, so a sweep that starts with reused jobs predicts short.
+    """
+    now = time.time() if now is None else now
+    done = len(list((Path(state.sweep_dir) / JOBS_DIR).glob("*.json")))
+    total = state.jobs or "?"
+    line = f"[{job_num + 1}/{total}]"
+    if not state.started:
+        return line
+    elapsed = max(0.0, now - state.started)
+    line += f" {_clock(elapsed)} elapsed"
+    if state.jobs and done:
+        left = max(0, state.jobs - done)
+        line += f", ETA {_clock(elapsed / done * left)}"
+    return line
+
+
+def _clock(seconds: float) -> str:
+    """``62`` -> ``1:02``, ``3723`` -> ``1:02:03``."""
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 CELL_METRICS = {

@@ -2,7 +2,8 @@
 
 Tags identify a run (``source``, ``target``, ``strategy``, ``seed``, ``label_budget``, ``arch``, ``role``,
 ``run_key``, ``cell_key``, ``variant`` (``benchmark.identity``), ``baseline_key``, ``sweep_id``, ``verdict``, and the
-code that ran it: ``git_sha``, ``version/*`` (``benchmark.provenance``)), params configure it (the resolved config
+code that ran it: ``git_sha``, ``version/*`` and MLflow's ``mlflow.user``/``mlflow.source.*`` (``benchmark.provenance``,
+set on every run by ``create_run``)), params configure it (the resolved config
 flattened with ``/``), metrics measure it (``{stage}/{name}``). Everything goes through an explicit
 ``MlflowClient(tracking_uri)`` and explicit run ids: no fluent API, no ``MLFLOW_RUN_ID``, no logger defaults.
 """
@@ -21,6 +22,8 @@ from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
+
+from benchmark import provenance
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +131,13 @@ def set_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None
 def create_run(
     client: MlflowClient, experiment_id: str, name: str, tags: Mapping[str, Any], parent_run_id: str | None = None
 ) -> str:
-    """A new RUNNING run; nested under ``parent_run_id`` through the ``mlflow.parentRunId`` tag."""
-    all_tags = {**owner_tags(), **{k: str(v) for k, v in tags.items()}}
+    """A new RUNNING run; nested under ``parent_run_id`` through the ``mlflow.parentRunId`` tag.
+
+    Every run kind (transfer, baseline, pretrain, cell, sweep) gets the code's provenance (``git_sha``,
+    ``version/*``) and MLflow's context tags (``mlflow.user``, ``mlflow.source.*``) here; ``tags`` may override them
+    (a job's ``Context.git_sha``)."""
+    defaults = {**provenance.tags(), **provenance.context_tags(), **owner_tags()}
+    all_tags = {**defaults, **{k: str(v) for k, v in tags.items()}}
     if parent_run_id:
         all_tags[PARENT_TAG] = parent_run_id
     return client.create_run(experiment_id, tags=all_tags, run_name=name).info.run_id

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -67,6 +69,23 @@ class TrainerSettings:
     checkpoint_every_s: float = 60.0  # resumable checkpoint at most this often (seconds of training)
     channels_last: bool = False  # NHWC layout for convolutions (GPU tensor cores)
     compile: bool = False  # torch.compile the model
+    progress_bar: bool | str = "auto"  # Lightning's bar: auto = on a terminal, never in CI or a log file
+
+    def __post_init__(self) -> None:
+        if self.progress_bar not in PROGRESS_BAR:
+            raise ValueError(f"trainer.progress_bar={self.progress_bar!r}; choose one of: auto, true, false")
+
+    @property
+    def shows_progress_bar(self) -> bool:
+        """Whether Lightning draws its progress bar: ``auto`` when stderr is a terminal and ``$CI`` is unset (a bar
+        redrawn into a log file or a CI console is noise)."""
+        if self.progress_bar == "auto":
+            return sys.stderr.isatty() and not os.environ.get("CI")
+        return bool(self.progress_bar)
+
+
+PROGRESS_BAR = ("auto", True, False)
+"""``trainer.progress_bar`` choices (YAML ``true``/``false`` are booleans). Not part of any run key."""
 
 
 @dataclass
@@ -163,7 +182,7 @@ def fit_and_test(
         benchmark=trainer.benchmark,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=False,
+        enable_progress_bar=trainer.shows_progress_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         callbacks=[

@@ -1,5 +1,6 @@
 """Pretrain weights: the harness pretrains the source's architecture on a labelled dataset (a target config) with
-the source's recipe, once; the checkpoint is cached content-addressed, logged to MLflow and reused in seconds."""
+the source's recipe, once; the checkpoint is cached content-addressed, logged to MLflow and reused in seconds (and,
+with ``tracking.log_models`` other than ``none``, logged as an MLflow PyTorch model of its pretrain run)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-from benchmark import identity, provenance, tracking
+from benchmark import identity, lineage, tracking
 from benchmark.data import seed_hash
 from benchmark.models import build_model
 from benchmark.module import Optimization
@@ -111,8 +113,7 @@ def _pretrain(source: Any, key: str, path: Path, ctx: Any, trainer: TrainerSetti
         "arch": source.arch,
         "target": weights.dataset_id,
         "pretrain_key": key,
-        "git_sha": ctx.git_sha,
-        **provenance.versions(),
+        "git_sha": ctx.git_sha,  # versions and MLflow's context tags: tracking.create_run
     }
     if ctx.sweep_id:
         tags["sweep_id"] = ctx.sweep_id
@@ -125,9 +126,12 @@ def _pretrain(source: Any, key: str, path: Path, ctx: Any, trainer: TrainerSetti
             run_id,
             tracking.flatten({"recipe": asdict(recipe), "dataset": weights.dataset_config, "arch": source.arch}),
         )
+        dataset = lineage.dataset_input(weights.dataset_id, weights.dataset_config, splits, "source")
+        lineage.log_datasets(ctx.client, run_id, [dataset])
         pl.seed_everything(seed_hash("pretrain", key, recipe.seed) % 2**32, workers=True, verbose=False)
         model = build_model(source.arch, splits.num_classes, source.preprocessing, **source.model_kwargs)
         prep = source.preprocessing
+        test = prep.apply(splits.test)
         budget = Budget(
             epochs=recipe.epochs,
             min_steps=0,
@@ -139,7 +143,7 @@ def _pretrain(source: Any, key: str, path: Path, ctx: Any, trainer: TrainerSetti
             Scratch(),
             prep.apply(splits.train),
             prep.apply(splits.val),
-            prep.apply(splits.test),
+            test,
             splits.num_classes,
             budget,
             trainer,
@@ -154,6 +158,9 @@ def _pretrain(source: Any, key: str, path: Path, ctx: Any, trainer: TrainerSetti
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
             ctx.client.log_artifact(run_id, str(tmp), "checkpoint")
             os.replace(tmp, path)  # atomic: a reader never sees a half-written checkpoint
+        if ctx.lineage.logs_model("pretrain"):  # the source as an MLflow model too, with its own head (its classes)
+            example = torch.stack([test[i][0] for i in range(min(4, len(test)))])
+            lineage.log_model(ctx.client, run_id, model, example, {"role": "pretrain", "source": source.id})
         tracking.end_run(ctx.client, run_id)
         log.info("source %s: test/acc on %s = %.3f", source.id, weights.dataset_id, result.metrics.get("test/acc", 0))
     except BaseException as exc:
