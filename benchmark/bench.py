@@ -353,6 +353,54 @@ def quickstart(base: Path, seeds: int) -> dict:
     return {"seeds": seeds, "cold_s": cold, "warm_s": warm}
 
 
+ADAPTIVE_GRIDS = {
+    "quickstart": ["experiment=quickstart"],
+    "data_efficiency": ["experiment=data_efficiency"],
+}
+"""Grids the adaptive-seed comparison runs (their own seed axis is replaced by seeds 0..max-1 or the design's)."""
+
+
+def _sweep_cost(store: Path) -> tuple[float, dict[tuple, str]]:
+    """Sum of ``time/fit_s`` over the training runs in ``store`` and each cell's verdict (from its cell run)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    exp = client.get_experiment_by_name("bench")
+    runs = client.search_runs([exp.experiment_id], max_results=5000)
+    fit = sum(
+        r.data.metrics.get("time/fit_s", 0.0) for r in runs if r.data.tags.get("role") in ("transfer", "baseline")
+    )
+    cells = {
+        tuple(r.data.tags.get(k) for k in ("source", "target", "strategy", "label_budget", "comparison")):
+        r.data.tags.get("verdict", "?")
+        for r in runs if r.data.tags.get("role") == "cell"
+    }  # fmt: skip
+    return fit, cells
+
+
+def adaptive_vs_fixed(base: Path, cache: Path, grids: list[str], lo: int, hi: int) -> dict:
+    """Each grid twice from the same warm source cache: a fixed design with seeds 0..hi-1, then adaptive seeds
+    (``seeds.min=lo seeds.max=hi``). Training compute is the sum of ``time/fit_s`` of the runs each sweep trained."""
+    out = {}
+    for grid in grids:
+        row = {}
+        for mode, extra in (("fixed", [f"seed={','.join(str(s) for s in range(hi))}"]),
+                            ("adaptive", ["seeds.mode=adaptive", f"seeds.min={lo}", f"seeds.max={hi}"])):  # fmt: skip
+            work = base / f"adaptive_{grid}_{mode}"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            shutil.copytree(cache, work / "cache")
+            wall, _ = _timed(_harness([*ADAPTIVE_GRIDS[grid], *extra, "trainer.threads=2"], work, multirun=True))
+            fit, cells = _sweep_cost(work / "mlflow.db")
+            row[mode] = {"wall_s": wall, "fit_s": fit, "cells": cells}
+        f, a = row["fixed"]["cells"], row["adaptive"]["cells"]
+        row["decided"] = {m: sum(v not in ("inconclusive", "?") for v in row[m]["cells"].values()) for m in row}
+        row["agree"] = sum(f.get(k) == v for k, v in a.items())
+        row["n_cells"] = len(f)
+        out[grid] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["plain"]:
@@ -362,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--skip-quickstart", action="store_true")
     parser.add_argument("--quickstart-seeds", type=int, default=3, help="seeds of the quickstart sweep (preset: 5)")
-    parser.add_argument("--only", nargs="*", default=None, help="overhead frozen throughput share quickstart loading")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="overhead frozen throughput share quickstart loading adaptive")  # fmt: skip
+    parser.add_argument("--adaptive-grids", nargs="*", default=list(ADAPTIVE_GRIDS), choices=list(ADAPTIVE_GRIDS))
+    parser.add_argument("--adaptive-seeds", nargs=2, type=int, default=[3, 10], metavar=("MIN", "MAX"))
     args = parser.parse_args(argv)
     t_all = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="tb-bench-"))
@@ -385,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         source_weights_file(compose_job([f"source={src}"]), ctx)  # pretrain both sources, untimed
     store, cache = base / "store.db", prep / "cache"
     shutil.rmtree(cache / "locks", ignore_errors=True)
-    want = set(args.only or ["overhead", "frozen", "throughput", "share", "quickstart", "loading"])
+    want = set(args.only or ["overhead", "frozen", "throughput", "share", "quickstart", "loading", "adaptive"])
     if args.skip_quickstart:
         want.discard("quickstart")
     report: dict = {"machine": f"{os.cpu_count()} cores, torch threads 2", "reps": args.reps}
@@ -394,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
              ("throughput", lambda: throughput(base, store, cache)),
              ("share", lambda: compute_share(base, store, cache)),
              ("quickstart", lambda: quickstart(base, args.quickstart_seeds)),
-             ("loading", lambda: image_loading(base))]  # fmt: skip
+             ("loading", lambda: image_loading(base)),
+             ("adaptive", lambda: adaptive_vs_fixed(base, cache, args.adaptive_grids,
+                                                    *args.adaptive_seeds))]  # fmt: skip
     for name, fn in steps:
         if name in want:
             t0 = time.perf_counter()
@@ -408,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_report(r: dict) -> None:
     print("\n== transfer-bench performance (medians; ratios measured side by side in this run) ==")
+    for grid, g in r.get("adaptive", {}).items():
+        fx, ad = g["fixed"], g["adaptive"]
+        print(f"\nadaptive seeds vs fixed, {grid} grid ({g['n_cells']} cells): training {ad['fit_s']:.0f} s vs "
+              f"{fx['fit_s']:.0f} s -> {ad['fit_s'] / fx['fit_s']:.2f}x (target <= 0.60x); wall "
+              f"{ad['wall_s']:.0f} s vs {fx['wall_s']:.0f} s; decided cells {g['decided']['adaptive']} vs "
+              f"{g['decided']['fixed']}; verdicts agreeing {g['agree']} of {g['n_cells']}")  # fmt: skip
     if "overhead" in r:
         o = r["overhead"]
         print(f"\n1. harness overhead, one cell (fine-tune, all labels): harness {o['harness_s']:.1f} s vs plain "
