@@ -16,7 +16,7 @@ Every figure is a ratio against a reference measured in the same invocation, on 
 6. image folder loading: images/s of decoding and resizing an ImageFolder of 2,000 JPEGs (256 px, written here) to
    a hub source's input size through the training DataLoader, against images/s of training steps at that size.
 
-One module for the one command (about 400 lines): each numbered section measures one figure against its own
+One module for the one command (about 500 lines): each numbered section measures one figure against its own
 reference, and they share the timing and store helpers at the top.
 """
 

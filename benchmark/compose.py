@@ -5,6 +5,9 @@ A job's baseline and reference are composed through Hydra itself (``strategy=<id
 their defaults lists and interpolations apply as for any strategy given on the command line. Run keys are hashed
 from the *unresolved* config, so machine paths that come from interpolations (``${hydra:runtime.cwd}``,
 ``${oc.env:...}``) do not change a run's identity. Defaults of the typed objects live in their dataclasses only.
+
+About 370 lines, over the ~350 the layout aims for: typed objects, run identity and the job assembly all read the
+same config nodes, and keeping them together is what makes this the only module that reads Hydra config.
 """
 
 from __future__ import annotations
