@@ -19,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from benchmark import sweep, tracking
+from benchmark import devices, sweep, tracking
 from benchmark.compose import build_job
 from benchmark.hydra_callback import artifact_root
 from benchmark.job import execute
@@ -41,6 +41,12 @@ def job_threads(configured: int | None, launcher: DictConfig) -> int:
     return max(1, cores // max(1, parallel))
 
 
+def parallel_launcher(launcher: DictConfig) -> bool:
+    """True when the launcher runs several jobs of the sweep at once on this machine (joblib's ``n_jobs``)."""
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    return n_jobs is not None and int(n_jobs) != 1
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads (None: all cores); returns the number used."""
     n = threads or os.cpu_count() or 1
@@ -60,7 +66,7 @@ def run_job(cfg: DictConfig) -> float | None:
     record: dict[str, Any] = {"name": " ".join(hc.overrides.task), "overrides": list(hc.overrides.task)}
     try:
         rerun = check_rerun(cfg.get("rerun", "none"))
-        job = build_job(cfg, choices)
+        job = devices.assign(build_job(cfg, choices), int(hc.job.num), parallel_launcher(hc.launcher))
         record.update(name=job.name, run_key=job.run_key, baseline_key=job.baseline_key, role=job.meta.role,
                       cell=list(job.cell))  # fmt: skip
         if state is not None:
