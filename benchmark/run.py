@@ -69,7 +69,8 @@ def run_job(cfg: DictConfig) -> float | None:
         tracking.bound_outage(cfg.tracking.get("outage_s"))
         uri = state.tracking_uri if state is not None else tracking.resolve_uri(cfg.tracking.uri, root)
         rerun = check_rerun(cfg.get("rerun", "none"))
-        job = devices.assign(build_job(cfg, choices), int(hc.job.num), parallel_launcher(hc.launcher))
+        job_num = int(hc.job.num) if multirun else 0  # a single run has no job number (Hydra leaves it unset)
+        job = devices.assign(build_job(cfg, choices), job_num, multirun and parallel_launcher(hc.launcher))
         record.update(name=job.name, run_key=job.run_key, baseline_key=job.baseline_key, role=job.meta.role,
                       cell=list(job.cell))  # fmt: skip
         if state is not None:
