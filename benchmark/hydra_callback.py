@@ -31,6 +31,16 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # so ${hydra:...} interpolations resolve here too
+        root = Path(config.hydra.runtime.cwd)
+        try:  # a bad URI or bound, or a server that does not answer: said before anything is trained
+            uri = tracking.resolve_uri(config.tracking.uri, root)
+            outage = tracking.bound_outage(config.tracking.get("outage_s"))
+            tracking.check_server(uri, wait_s=tracking.START_WAIT_S)
+        except (tracking.ServerUnreachable, ValueError) as exc:
+            print(f"\nError: {exc}\nNothing was trained.", file=sys.stderr)
+            raise SystemExit(2) from None  # not an Exception: Hydra would turn it into a warning and go on
+        if outage is not None:
+            log.info("tracking server %s: a request waits up to %.0f s for it, then the job fails", uri, outage)
         try:
             design = design_of(config)
         except ValueError as exc:
@@ -47,10 +57,9 @@ class SweepCallback(Callback):
                 # SystemExit, not an Exception: Hydra turns callback exceptions into warnings and goes on
                 raise SystemExit(2)
             log.info("preflight: %d jobs valid in %.1f s", len(sweep_overrides(config)), time.perf_counter() - t0)
-        root = Path(config.hydra.runtime.cwd)
         overrides = list(config.hydra.overrides.task)
         sweep.start(
-            tracking.resolve_uri(config.tracking.uri, root),
+            uri,
             str(config.tracking.experiment),
             artifact_root(config),
             Path(config.hydra.sweep.dir),
@@ -62,7 +71,7 @@ class SweepCallback(Callback):
             asdict(design) if design is not None else None,
             jobs=None if design is not None else len(sweep_overrides(config)),  # adaptive: rounds decide
         )
-        client = tracking.open_store(tracking.resolve_uri(config.tracking.uri, root))
+        client = tracking.open_store(uri)
         exp = client.get_experiment_by_name(str(config.tracking.experiment))
         tracking.reap_stale(client, exp.experiment_id, float(config.tracking.stale_after_s))
 

@@ -21,6 +21,7 @@ import torch
 
 from benchmark import tracking
 from benchmark.callbacks import Diverged
+from benchmark.devices import device_tag
 from benchmark.lineage import system_metrics
 from benchmark.spec import Context, JobSpec
 
@@ -65,16 +66,17 @@ def tracked_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) ->
     FINISHED when the block completes; any exception (Ctrl-C included) ends it FAILED or KILLED and is re-raised."""
     ckpt = checkpoint_path(job, ctx)
     owner = ckpt.with_suffix(".json")
+    where = {**threads_tag(), **device_tag(job.trainer)}  # this process's business, not the run's identity
     if resume_run_id:
         run_id = resume_run_id
         ctx.client.update_run(run_id, status="RUNNING")
-        tracking.set_tags(ctx.client, run_id, {**tracking.owner_tags(), "resumed": "true", **threads_tag()})
+        tracking.set_tags(ctx.client, run_id, {**tracking.owner_tags(), "resumed": "true", **where})
         ctx.client.delete_tag(run_id, "failure_reason")
         log.info("resuming %s from %s (MLflow run %s)", job.name, ckpt, run_id)
     else:
         for stale in (ckpt, owner):
             stale.unlink(missing_ok=True)
-        run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, {**job.tags(ctx), **threads_tag()},
+        run_id = tracking.create_run(ctx.client, ctx.experiment_id, job.name, {**job.tags(ctx), **where},
                                      ctx.parent_run_id)  # fmt: skip
         log.info("training %s (MLflow run %s)", job.name, run_id)
     try:

@@ -20,7 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from benchmark import sweep, sweeper, tracking
+from benchmark import devices, sweep, sweeper, tracking
 from benchmark.compose import build_job, build_lineage
 from benchmark.config_path import CONFIG_NAME, CONFIG_PATH
 from benchmark.hydra_callback import artifact_root
@@ -43,6 +43,12 @@ def job_threads(configured: int | None, launcher: DictConfig) -> int:
     return max(1, cores // max(1, parallel))
 
 
+def parallel_launcher(launcher: DictConfig) -> bool:
+    """True when the launcher runs several jobs of the sweep at once on this machine (joblib's ``n_jobs``)."""
+    n_jobs = launcher.get("n_jobs") if launcher is not None else None
+    return n_jobs is not None and int(n_jobs) != 1
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads (None: all cores); returns the number used."""
     n = threads or os.cpu_count() or 1
@@ -60,16 +66,20 @@ def run_job(cfg: DictConfig) -> float | None:
     if multirun and state is None:
         log.warning("no sweep state in %s: this job runs without a parent run or sweep verdicts", hc.sweep.dir)
     record: dict[str, Any] = {"name": " ".join(hc.overrides.task), "overrides": list(hc.overrides.task)}
+    uri = None
     try:
+        tracking.bound_outage(cfg.tracking.get("outage_s"))
+        uri = state.tracking_uri if state is not None else tracking.resolve_uri(cfg.tracking.uri, root)
         rerun = check_rerun(cfg.get("rerun", "none"))
-        job = build_job(cfg, choices)
+        job_num = int(hc.job.num) if multirun else 0  # a single run has no job number (Hydra leaves it unset)
+        job = devices.assign(build_job(cfg, choices), job_num, multirun and parallel_launcher(hc.launcher))
         record.update(name=job.name, run_key=job.run_key, baseline_key=job.baseline_key, role=job.meta.role,
                       cell=list(job.cell))  # fmt: skip
         if state is not None:
-            client = tracking.open_store(state.tracking_uri)
+            client = tracking.open_store(uri)
             exp_id, parent, sweep_id = state.experiment_id, state.parent_run_id, state.sweep_id
         else:
-            client = tracking.open_store(tracking.resolve_uri(cfg.tracking.uri, root))
+            client = tracking.open_store(uri)
             exp_id = tracking.ensure_experiment(client, cfg.tracking.experiment, artifact_root(cfg))
             tracking.reap_stale(client, exp_id, float(cfg.tracking.stale_after_s))
             parent = sweep_id = None
@@ -81,6 +91,8 @@ def run_job(cfg: DictConfig) -> float | None:
                       reference_run_id=outcome.reference_run_id)  # fmt: skip
     except BaseException as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:1000])
+        if uri is not None and tracking.note_unreachable(uri, exc):  # the next jobs probe once, not wait again
+            log.error(tracking.unreachable_message(uri, "no answer within tracking.outage_s"))
         raise
     finally:
         progress = ""

@@ -16,10 +16,13 @@ import socket
 import sqlite3
 import time
 import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import requests
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -61,12 +64,21 @@ def open_store(uri: str) -> MlflowClient:
 
     Create the store in the launching process before any job starts: several processes migrating a fresh SQLite
     file at once corrupt it. WAL lets readers (the UI, reports) work while a sweep writes.
+    A tracking server this process already found down (``note_unreachable``) is probed once instead of waited for
+    again: ``ServerUnreachable`` at once while it is still down.
     """
     path = sqlite_path(uri)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    if uri in _DOWN:
+        check_server(uri)
     client = MlflowClient(tracking_uri=uri)
-    client.search_experiments(max_results=1)  # forces creation and migration of the store
+    try:
+        client.search_experiments(max_results=1)  # forces creation and migration of the store
+    except Exception as exc:
+        if is_http(uri) and note_unreachable(uri, exc):
+            raise ServerUnreachable(unreachable_message(uri, str(exc)[:300])) from exc
+        raise
     if path is not None:
         with sqlite3.connect(path, timeout=30) as con:
             con.execute("PRAGMA journal_mode=WAL")
@@ -168,7 +180,15 @@ def end_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None
 
 
 def record_failure(client: MlflowClient, run_id: str, exc: BaseException) -> str:
-    """Mark a run FAILED (KILLED for Ctrl-C/SIGTERM) with its traceback as an artifact and a reason tag."""
+    """Mark a run FAILED (KILLED for Ctrl-C/SIGTERM) with its traceback as an artifact and a reason tag.
+
+    Not when the tracking server is unreachable (``exc`` says so, or this process found it down): the run cannot
+    be marked and stays RUNNING until the next sweep's ``reap_stale`` marks it FAILED; returns ``"RUNNING"``.
+    """
+    if client.tracking_uri in _DOWN or note_unreachable(client.tracking_uri, exc):
+        log.error("run %s stays RUNNING: the tracking server %s is unreachable; the next sweep marks it FAILED "
+                  "(stale) and trains its key again", run_id, client.tracking_uri)  # fmt: skip
+        return "RUNNING"
     killed = isinstance(exc, (KeyboardInterrupt, SystemExit))
     status = "KILLED" if killed else "FAILED"
     reason = f"{type(exc).__name__}: {exc}".strip()[:500]
@@ -240,3 +260,125 @@ def reap_stale(client: MlflowClient, experiment_id: str, stale_after_s: float = 
             log.warning("marked stale run %s (%s) FAILED: %s", run.info.run_id, run.info.run_name, reason)
             reaped.append(run.info.run_id)
     return reaped
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outages of a tracking server: a bounded wait, then a clean failure
+
+
+class ServerUnreachable(ConnectionError):
+    """The tracking server did not answer (its message says which one and what to do)."""
+
+
+MAX_RETRIES, MAX_BACKOFF_FACTOR = 10, 120  # the most MLflow's client accepts (_MLFLOW_HTTP_REQUEST_*_LIMIT)
+MAX_SLEEP_S = 120.0  # urllib3's cap on one back-off sleep (Retry.DEFAULT_BACKOFF_MAX)
+START_WAIT_S = 10.0  # how long a sweep waits at start for a server that does not answer (one just started)
+
+_DOWN: set[str] = set()
+"""Tracking URIs this process waited a whole outage bound for in vain: later jobs of the process probe them once
+(``check_server``) instead of each waiting the bound again, so a sweep against a server that stays down ends soon."""
+
+
+def is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def backoff_s(retries: int, factor: int) -> float:
+    """Seconds MLflow's client sleeps between ``retries + 1`` refused tries (urllib3's schedule: nothing after the
+    first failure, then ``factor * 2**(n - 1)`` after the n-th, each capped at ``MAX_SLEEP_S``; jitter left out)."""
+    return float(sum(min(MAX_SLEEP_S, factor * 2 ** (n - 1)) for n in range(2, retries + 1)))
+
+
+def retry_plan(outage_s: float) -> tuple[int, int, float]:
+    """``(retries, backoff factor, seconds)``: the most retries whose back-off lasts at least ``outage_s`` and at
+    most a quarter longer (the doubling makes exact bounds impossible), so that a server back early is found early.
+    """
+    if not backoff_s(2, 1) <= outage_s <= backoff_s(MAX_RETRIES, MAX_BACKOFF_FACTOR):
+        raise ValueError(
+            f"tracking.outage_s={outage_s} is out of range; choose {backoff_s(2, 1):.0f} <= outage_s <= "
+            f"{backoff_s(MAX_RETRIES, MAX_BACKOFF_FACTOR):.0f} (MLflow's client allows {MAX_RETRIES} retries, "
+            f"back-off factor <= {MAX_BACKOFF_FACTOR}), or null for MLflow's own retries"
+        )
+    fallback = None
+    for retries in range(MAX_RETRIES, 1, -1):
+        factor = next((f for f in range(1, MAX_BACKOFF_FACTOR + 1) if backoff_s(retries, f) >= outage_s), None)
+        if factor is None:
+            continue
+        total = backoff_s(retries, factor)
+        if total <= 1.25 * outage_s:
+            return retries, factor, total
+        if fallback is None or total < fallback[2]:
+            fallback = (retries, factor, total)
+    return fallback or (MAX_RETRIES, MAX_BACKOFF_FACTOR, backoff_s(MAX_RETRIES, MAX_BACKOFF_FACTOR))
+
+
+def bound_outage(outage_s: float | None) -> float | None:
+    """Make this process's MLflow client (and the job processes it starts) give up on an unreachable server after
+    about ``outage_s`` seconds of retries (``retry_plan``), through MLflow's ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and
+    ``..._BACKOFF_FACTOR``; returns the planned seconds. ``None`` leaves MLflow's own retries (7, factor 2: about
+    4 minutes). The bound holds for a refused connection (server down, host up); a host that does not answer at all
+    adds up to ``MLFLOW_HTTP_REQUEST_TIMEOUT`` (120 s) per try."""
+    if outage_s is None:
+        return None
+    retries, factor, total = retry_plan(float(outage_s))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(factor)
+    return total
+
+
+def probe(uri: str, timeout_s: float = 5.0) -> str | None:
+    """None when the server at ``uri`` answers ``/health``; else why not. Any HTTP answer but a gateway error counts
+    as an answer (a proxy that asks for credentials is up)."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s):
+            return None
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason}" if exc.code in (502, 503, 504) else None
+    except (OSError, ValueError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
+def unreachable_message(uri: str, why: str) -> str:
+    return (
+        f"the MLflow tracking server {uri} is not reachable ({why}). Start it (scripts/mlflow_server.sh) or point "
+        "tracking.uri / MLFLOW_TRACKING_URI at a running server, then run the same command again: finished runs are "
+        "reused, only what is missing is trained."
+    )
+
+
+def check_server(uri: str, wait_s: float = 0.0) -> None:
+    """Return once the tracking server at ``uri`` answers (waiting up to ``wait_s``); else ``ServerUnreachable``
+    naming it. Nothing to check for a database URI."""
+    if not is_http(uri):
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        why = probe(uri)
+        if why is None:
+            _DOWN.discard(uri)
+            return
+        if time.monotonic() >= deadline:
+            _DOWN.add(uri)
+            raise ServerUnreachable(unreachable_message(uri, why))
+        time.sleep(1.0)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a tracking server that did not answer within the retries."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ServerUnreachable, requests.exceptions.ConnectionError, ConnectionRefusedError)):
+            return True
+        if "Max retries exceeded" in str(exc):  # MLflow re-raises the requests error as a MlflowException
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def note_unreachable(uri: str, exc: BaseException) -> bool:
+    """Remember that ``uri`` did not answer when ``exc`` says so (see ``_DOWN``); returns whether it did."""
+    if is_http(uri) and is_unreachable(exc):
+        _DOWN.add(uri)
+        return True
+    return False

@@ -57,10 +57,13 @@ class Budget:
 
 @dataclass(frozen=True)
 class TrainerSettings:
-    """Where and how numerics run. ``precision`` is part of the run key; device and threads are not."""
+    """Where and how numerics run. ``precision`` is part of the run key; device and threads are not.
+
+    ``devices`` is Lightning's: a count (1: the first device) or a list of device indices (``[1]``: the second
+    visible GPU, which ``benchmark.devices`` gives a parallel job so that parallel jobs do not share one GPU)."""
 
     accelerator: str = "cpu"
-    devices: int = 1
+    devices: int | list[int] = 1
     precision: str = "32-true"
     deterministic: bool | str = False
     num_workers: int = 0
