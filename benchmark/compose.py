@@ -26,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from benchmark import data_config, identity, sources, tracking
 from benchmark.augment import Augment
 from benchmark.config_path import CONF_DIR, CONFIG_NAME
-from benchmark.data import Preprocessing
+from benchmark.data import VALIDATION, Preprocessing
 from benchmark.lineage import Lineage
 from benchmark.models import check_arch
 from benchmark.module import Optimization
@@ -227,6 +227,9 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
     augment = {}
     if choices.get("augment", "none") != "none":  # none leaves every run key as it was before augmentation existed
         augment = {"augment": {"id": choices["augment"], **(raw(cfg.get("augment")) or {})}}
+    validation = {}
+    if cfg.get("validation", "full") != "full":  # full leaves every run key as it was before the setting existed
+        validation = {"validation": cfg.validation}
     return {
         "version": identity.KEY_VERSION,
         "source": source,
@@ -238,6 +241,7 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         "selection": cfg.selection,
         "trainer": {name: getattr(trainer, name) for name in identity.NUMERICS},
         **augment,
+        **validation,
     }
 
 
@@ -295,6 +299,9 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
     if cfg.seed is None:
         raise ValueError("seed must be an integer (0 is a valid seed)")
     label_budget = None if cfg.label_budget is None else int(cfg.label_budget)
+    validation = str(cfg.get("validation", "full"))
+    if validation not in VALIDATION:
+        raise ValueError(f"validation={validation!r} is not a valid choice; choose one of: {', '.join(VALIDATION)}")
     source_id, target_id, strategy_id = choices["source"], choices["target"], choices["strategy"]
     source = build_source(source_id, cfg.source, choices.get("target@source.weights.dataset"))
     target = instantiate(cfg.target)
@@ -322,6 +329,7 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         selection=str(cfg.selection),
         scores=bool(cfg.get("scores", True)),
         augment=augment,
+        validation=validation,
     )
     keys = job_keys(cfg, choices, strategy_id, cfg.strategy, meta.uses_source_weights, trainer)
     job = JobSpec(source=source, strategy_id=strategy_id, strategy=strategy, meta=meta, run_key=keys.run_key,

@@ -186,6 +186,32 @@ def label_subset(labels: np.ndarray, budget: int | None, seed: int, target_id: s
     return np.sort(np.concatenate(chosen))
 
 
+VALIDATION = ("full", "budget")
+"""``validation=`` choices, the examples that score model selection and a sweep's objective (README "Tuning"):
+``full`` is the target's whole validation split; ``budget`` holds at most ``label_budget`` of its examples per class,
+so that choosing an epoch or a hyperparameter costs no more labels per class than training had."""
+
+
+def validation_subset(labels: np.ndarray, mode: str, budget: int | None, seed: int, target_id: str) -> np.ndarray:
+    """Indices of the validation examples that score selection (all of them for ``full``), sorted.
+
+    ``budget`` draws at most ``budget`` examples per class from the validation split (a class with fewer keeps them
+    all), seeded by (target id, budget, seed) under its own name: the draw is independent of the training subset's
+    and disjoint from it by construction, since it comes from another split. ``budget=None`` (every training label)
+    keeps the whole split.
+    """
+    if mode not in VALIDATION:
+        raise ValueError(f"validation={mode!r} is not a valid choice; choose one of: {', '.join(VALIDATION)}")
+    if mode == "full" or budget is None:
+        return np.arange(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed_hash("validation_subset", target_id, budget, seed))
+    chosen = []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        chosen.append(rng.choice(idx, size=min(budget, len(idx)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
 def unlabelled(images: ImageSet) -> ImageSet:
     """The same images with every label replaced by -1: what a strategy that must not read labels receives."""
     out = copy.copy(images)

@@ -19,7 +19,7 @@ from torch.utils.data import TensorDataset
 
 from benchmark import identity, lineage
 from benchmark.callbacks import RunWatch
-from benchmark.data import Splits, label_subset, seed_hash, unlabelled
+from benchmark.data import Splits, label_subset, seed_hash, unlabelled, validation_subset
 from benchmark.features import cached_split_features
 from benchmark.models import build_model
 from benchmark.spec import Context, JobSpec
@@ -41,7 +41,12 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
     splits = load_splits(job.target_id, job.target, job.target_config)
     subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
     prep = job.source.preprocessing
-    val, test = prep.apply(splits.val), prep.apply(splits.test)
+    val_indices = None
+    if job.validation != "full":  # selection and the objective see no more labels per class than training
+        val_indices = validation_subset(splits.val.labels, job.validation, job.label_budget, job.seed, job.target_id)
+        ctx.client.log_dict(run_id, {"val_indices": val_indices.tolist()}, "data/val_indices.json")
+    val = prep.apply(splits.val if val_indices is None else splits.val.subset(val_indices))
+    test = prep.apply(splits.test)
     lineage.log_datasets(ctx.client, run_id, job_datasets(job, splits))
     source_train = None
     if adapts(strategy):
@@ -81,7 +86,7 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
     else:
         weights_id = pdata.key if pdata is not None else None
         metrics, train_examples = _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id,
-                                       checkpoint, source_train, extra, t_start, watch)  # fmt: skip
+                                       checkpoint, source_train, extra, t_start, watch, val_indices)  # fmt: skip
     if watch is not None:
         watch.on_stage("end", model, dict(metrics))
     metrics.update(
@@ -125,7 +130,7 @@ def log_trained_model(job: JobSpec, ctx: Context, run_id: str, model: torch.nn.M
 
 
 def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weights_id, checkpoint, source_train,
-         extra, t_start, watch=None):  # fmt: skip
+         extra, t_start, watch=None, val_indices=None):  # fmt: skip
     prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
     if job.augment.active and job.strategy.frozen_backbone and job.trainer.feature_cache:
@@ -136,10 +141,13 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
     if cached:
         # the backbone is frozen and in eval mode: run it once per example and train the head on its features
         key = features_key(job, weights_file, weights_id)
-        feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), val, test)
+        full_val = val if val_indices is None else prep.apply(splits.val)  # the cache's key names the whole split
+        feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), full_val, test)
         labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
         train = TensorDataset(feats.train[torch.from_numpy(subset)], labels["train"][torch.from_numpy(subset)])
-        val, test = TensorDataset(feats.val, labels["val"]), TensorDataset(feats.test, labels["test"])
+        # the cache holds the whole validation split (its key knows no subset): the budget's subset is taken here
+        vsel = slice(None) if val_indices is None else torch.from_numpy(val_indices)
+        val, test = TensorDataset(feats.val[vsel], labels["val"][vsel]), TensorDataset(feats.test, labels["test"])
         fit_model, fit_strategy = model.get_classifier(), TransferStrategy()
         extra.update({"time/feature_extract_s": feats.seconds, "features/cached": 1.0})
     elif source_train is not None:

@@ -26,6 +26,7 @@ from benchmark.config_path import CONFIG_NAME, CONFIG_PATH
 from benchmark.hydra_callback import artifact_root
 from benchmark.job import execute
 from benchmark.spec import Context, check_rerun
+from benchmark.train import SELECTED_VAL
 
 log = logging.getLogger("benchmark")
 
@@ -107,7 +108,19 @@ def run_job(cfg: DictConfig) -> float | None:
     if delta is not None:
         msg += f" delta/test/acc={delta:+.4f} (baseline run {outcome.baseline_run_id})"
     print(progress + ("[reused] " if outcome.reused else "") + msg, flush=True)
-    return acc
+    return objective(outcome.metrics, job.selection)
+
+
+def objective(metrics: dict[str, float], selection: str) -> float | None:
+    """What a job returns to Hydra, the value a tuning sweeper (Optuna) maximises: the validation accuracy of the
+    selected weights (``val/selected_acc``), never a ``test/`` metric, so a study never selects on the test split.
+    Runs recorded before that metric existed fall back to their last ``val/acc`` under ``selection=last`` (the same
+    value); None when the run validated nothing (evaluation protocols)."""
+    if SELECTED_VAL in metrics:
+        return float(metrics[SELECTED_VAL])
+    if selection == "last" and "val/acc" in metrics:
+        return float(metrics["val/acc"])
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)

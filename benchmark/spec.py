@@ -92,6 +92,7 @@ class JobSpec:
     reference: JobSpec | None = None  # a second comparison run (source_only for domain adaptation)
     scores: bool = True  # log the pair's transferability and similarity scores on transfer runs
     augment: Augment = field(default_factory=Augment)  # training augmentation, the same for the pair's runs
+    validation: str = "full"  # the examples that score selection and the objective (benchmark.data.VALIDATION)
 
     @property
     def is_baseline(self) -> bool:
@@ -143,6 +144,8 @@ class JobSpec:
             tags["reference_strategy"] = self.reference.strategy_id
         if self.meta.metric:
             tags["metric"] = self.meta.metric
+        if self.validation != "full":  # the default leaves the tags of every run as they were
+            tags["validation"] = self.validation
         if ctx.sweep_id:
             tags["sweep_id"] = ctx.sweep_id
         return tags

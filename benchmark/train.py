@@ -173,6 +173,7 @@ def fit_and_test(
         metrics = fit_in_memory(module, train, val, test, epochs, budget.batch_size, seed, order_salt, val_every,
                                 logger_cb, select_cb)  # fmt: skip
         metrics["selected_epoch"] = float(select_cb.selected_epoch)
+        metrics.update(selected_val(select_cb, logger_cb.history))
         metrics["time/epoch_logging_s"] = logger_cb.logging_s
         return FitResult(metrics, logger_cb.history, select_cb.selected_epoch, epochs, total_steps)
     pl_trainer = pl.Trainer(
@@ -218,8 +219,23 @@ def fit_and_test(
             metrics["time/test_s"] = time.perf_counter() - t0
             metrics.update({k: float(v) for k, v in out[0].items()})
     metrics["selected_epoch"] = float(select_cb.selected_epoch)
+    metrics.update(selected_val(select_cb, logger_cb.history))
     metrics["time/epoch_logging_s"] = logger_cb.logging_s
     return FitResult(metrics, logger_cb.history, select_cb.selected_epoch, epochs, total_steps)
+
+
+SELECTED_VAL = "val/selected_acc"
+"""The validation accuracy of the weights that were selected (and then tested): a sweep's objective
+(``benchmark.run.run_job`` returns it), computed from validation data only, never from the test split."""
+
+
+def selected_val(select_cb: ModelSelection, history: list[dict[str, float]]) -> dict[str, float]:
+    """``{SELECTED_VAL: value}``: the best validated ``val/acc`` under ``best_val``, the last epoch's under ``last``
+    (the last epoch is always validated); empty when nothing was validated."""
+    if select_cb.rule == "best_val":
+        return {SELECTED_VAL: select_cb.best} if select_cb.best > -math.inf else {}
+    last = [row["val/acc"] for row in history if "val/acc" in row]
+    return {SELECTED_VAL: float(last[-1])} if last else {}
 
 
 def in_memory_features(train: Dataset, val: Dataset, test: Dataset | None, trainer: TrainerSettings) -> bool:
