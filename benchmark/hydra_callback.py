@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from benchmark import provenance, sweep, tracking
-from benchmark.preflight import preflight, sweep_overrides
+from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.sweeper import design_of
 
 log = logging.getLogger("benchmark")
@@ -69,7 +69,8 @@ class SweepCallback(Callback):
             float(config.verdict.alpha),
             float(config.verdict.margin),
             asdict(design) if design is not None else None,
-            jobs=None if design is not None else len(sweep_overrides(config)),  # adaptive: rounds decide
+            # adaptive: rounds decide; a tuning sweeper (Optuna): its trials
+            jobs=None if design is not None or not enumerates(config) else len(sweep_overrides(config)),
         )
         client = tracking.open_store(uri)
         exp = client.get_experiment_by_name(str(config.tracking.experiment))

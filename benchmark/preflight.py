@@ -12,6 +12,7 @@ from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: pyproject pins hydra-core below 1.4
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -24,11 +25,38 @@ from benchmark.splits import load_splits
 log = logging.getLogger(__name__)
 
 
+ENUMERATING = (
+    "hydra_plugins.transfer_bench.TransferSweeper",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+)
+"""Sweepers that launch exactly the combinations of the swept values (the app's own, Hydra's basic one)."""
+
+
+def enumerates(config: DictConfig) -> bool:
+    """Whether the sweep's jobs are the combinations of its swept values. A tuning sweeper (Optuna's, Nevergrad's)
+    picks values itself, trial by trial: preflight can only check what it could pick (``sweep_overrides``)."""
+    return config.hydra.sweeper.get("_target_") in ENUMERATING
+
+
 def sweep_overrides(config: DictConfig) -> list[list[str]]:
-    """The override list of every job the basic sweeper would launch (sweeper params, then the command line)."""
+    """The override list of every job the basic sweeper would launch (sweeper params, then the command line).
+
+    For a sweeper that picks its own values (``enumerates`` is false) an interval, which the basic sweeper cannot
+    split, stands for its two ends: the jobs are every choice with every interval's bounds, the values a study can
+    reach, not the trials it will run."""
     params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-    parsed = OverridesParser.create().parse_overrides(params + list(config.hydra.overrides.task))
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(params + list(config.hydra.overrides.task))
+    if not enumerates(config):
+        parsed = [_interval_ends(parser, o) if o.is_interval_sweep() else o for o in parsed]
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _interval_ends(parser: OverridesParser, override: Override) -> Override:
+    """``key=interval(a, b)`` (tags dropped: ``log`` only changes how a study samples) as ``key=a,b``."""
+    sweep = override.value()
+    ends = [int(v) if isinstance(v, float) and v.is_integer() else v for v in (sweep.start, sweep.end)]
+    return parser.parse_override(f"{override.get_key_element()}={ends[0]!r},{ends[1]!r}")
 
 
 def check_data(target_id: str, target: Any, target_config: dict, budget: int | None) -> list[str]:
@@ -115,6 +143,12 @@ def preflight(config: DictConfig, warnings: list[str] | None = None) -> list[str
         for p in problems:
             found.setdefault(p, []).append(label)
     HydraConfig.instance().set_config(config)
+    if not enumerates(config):
+        log.warning(
+            "preflight: hydra.sweeper is %s, which picks the values of its trials itself: preflight checked every "
+            "choice with both ends of every interval (%d jobs), not the trials it will run; a trial returns its "
+            "val/selected_acc (README \"Tuning\")", config.hydra.sweeper.get("_target_"), len(sweep_overrides(config)),
+        )  # fmt: skip
     for line in _with_jobs(warned):
         log.warning("preflight: %s", line)
         if warnings is not None:

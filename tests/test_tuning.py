@@ -4,15 +4,20 @@ on no more labels per class than training had, and preflight does not crash on a
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
-from conftest import compose
+from conftest import CONF, compose
+from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from omegaconf import open_dict
 
 from benchmark import tracking
 from benchmark.compose import build_job, run_identity
 from benchmark.data import Splits, validation_subset
+from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.run import run_job
 from benchmark.splits import load_splits
 from benchmark.targets.digits import Digits
@@ -89,3 +94,35 @@ def test_a_poisoned_test_split_changes_no_objective(store, tmp_path):
     assert poisoned_metrics["test/acc"] != clean_metrics["test/acc"]
     assert clean_metrics["data/val_examples"] == 50  # 5 per class of the 10 digits
     assert tags["validation"] == "budget"
+
+
+OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+def _optuna_sweep(params: dict[str, str]):
+    """The primary config as an Optuna sweep would hand it to the callback (the sweeper is not installed here: the
+    callback and preflight read only its ``_target_`` and ``params``)."""
+    cfg = compose(["label_budget=5"])
+    with open_dict(cfg):
+        cfg.hydra.sweeper = {"_target_": OPTUNA, "direction": "maximize", "n_trials": 4, "params": params}
+    return cfg
+
+
+def test_preflight_of_a_tuning_sweeper_checks_every_choice_and_both_ends_of_every_interval(caplog):
+    cfg = _optuna_sweep({"budget.lr": "tag(log, interval(1.0e-4, 1.0e-2))", "budget.epochs": "int(interval(2, 8))",
+                         "strategy": "choice(scratch, finetune)"})  # fmt: skip
+    assert not enumerates(cfg) and enumerates(compose([]))
+    jobs = sweep_overrides(cfg)
+    assert len(jobs) == 8 and ["budget.lr=0.0001", "budget.epochs=2", "strategy=scratch", "label_budget=5"] in jobs
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"), caplog.at_level(logging.WARNING):
+        HydraConfig.instance().set_config(cfg)
+        assert preflight(cfg) == []
+    assert f"hydra.sweeper is {OPTUNA}" in caplog.text and "not the trials it will run" in caplog.text
+
+
+def test_preflight_of_a_tuning_sweeper_reports_a_bad_choice():
+    cfg = _optuna_sweep({"budget.lr": "interval(1.0e-4, 1.0e-2)", "strategy": "choice(scratch, fine_tune)"})
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        HydraConfig.instance().set_config(cfg)
+        problems = preflight(cfg)
+    assert len(problems) == 1 and "fine_tune" in problems[0] and "(+1 more jobs)" in problems[0], problems
