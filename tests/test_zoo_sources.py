@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import timm
+from conftest import options
 
 from benchmark import tracking
 from benchmark.compose import compose_job
@@ -13,7 +14,6 @@ from benchmark.job import ensure_run
 from benchmark.models import classifier_prefixes
 from benchmark.sources.zoo import ZOO
 from benchmark.spec import Context
-from conftest import options
 
 ZOO_SOURCES = [s for s in options("source") if s in ZOO]
 
@@ -23,7 +23,7 @@ TINY = ["target=digits", "strategy=linear_probe", "label_budget=1", "budget.epoc
 
 
 def test_every_zoo_model_has_a_source():
-    assert ZOO_SOURCES == sorted(ZOO)
+    assert sorted(ZOO) == ZOO_SOURCES
 
 
 @pytest.mark.parametrize("source", ZOO_SOURCES)
