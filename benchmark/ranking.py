@@ -32,6 +32,10 @@ BASELINES: tuple[str, ...] = ("params", "imagenet_top1")
 MIN_PAIRS = 3
 """Sources needed for a tau (and per leave-one-out subset): with two, tau is always +1 or -1."""
 
+CONSTANT = 1e-9
+"""Relative spread below which a predictor counts as constant (no tau): H-score with fewer examples than feature
+dimensions equals C - 1 for every source, and its last digits would otherwise be ranked as if they meant something."""
+
 
 def parameter_count(job: JobSpec) -> int:
     """Parameters of the source's backbone, counted on the architecture without its classifier (the head is the
@@ -68,7 +72,7 @@ def realised_deltas(runs: pd.DataFrame, target: str, metric: str = "delta/test/a
 
 
 def _tau(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < MIN_PAIRS or len(set(x)) < 2 or len(set(y)) < 2:
+    if len(x) < MIN_PAIRS or len(set(y)) < 2 or np.ptp(x) <= CONSTANT * max(1.0, float(np.abs(x).max())):
         return math.nan
     return float(stats.kendalltau(x, y).statistic)
 

@@ -48,6 +48,13 @@ def test_leave_one_out_range_exposes_a_tau_carried_by_one_model():
     assert row.weighted_tau < row.kendall_tau  # the error sits at the top rank, which weighted tau weighs most
 
 
+def test_a_score_constant_up_to_rounding_gets_no_tau():
+    # H-score with fewer examples than dimensions: C - 1 for every source, differing in the last bits only
+    table = pd.DataFrame({"source": list(DELTAS), "transfer/h_score": [9.0, 9.0 - 1e-13, 9.0 + 1e-13, 9.0, 9.0]})
+    row = _row(rank_correlations(table, _deltas(DELTAS)), "transfer/h_score")
+    assert row.sources == 5 and math.isnan(row.kendall_tau) and math.isnan(row.loo_min)
+
+
 def test_baselines_skip_unknown_values_and_need_three_sources():
     table = pd.DataFrame({"source": list(DELTAS), "params": [9, 8, 7, 6, 5],
                           "imagenet_top1": [77.6, 76.7, math.nan, math.nan, math.nan]})  # fmt: skip
