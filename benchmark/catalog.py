@@ -67,7 +67,7 @@ def sources_table() -> str:
         target = weights.pop("_target_", "")
         kind = kinds.get(target, get_class(target).kind if target else "none")
         detail = (
-            src.get("tag") or weights.get("tag") or weights.get("path")
+            src.get("tag") or weights.get("tag") or weights.get("path") or weights.get("name")
             or cfg.hydra.runtime.choices.get("target@source.weights.dataset")
         )  # fmt: skip
         prep = src.get("preprocessing") or {}
