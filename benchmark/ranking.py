@@ -23,7 +23,6 @@ import timm
 from scipy import stats
 
 from benchmark import metrics
-from benchmark.sources.zoo import ZOO, ZooWeights
 from benchmark.spec import JobSpec
 
 BASELINES: tuple[str, ...] = ("params", "imagenet_top1")
@@ -45,12 +44,10 @@ def parameter_count(job: JobSpec) -> int:
 
 
 def reported_top1(job: JobSpec) -> float:
-    """The ImageNet-1k top-1 (%) reported for the source's weights where known (zoo models: ``ZOO``); NaN for
-    weights this harness pretrained or that report none."""
-    weights = job.source.weights
-    if isinstance(weights, ZooWeights) and weights.name in ZOO:
-        return ZOO[weights.name].top1
-    return math.nan
+    """The ImageNet-1k top-1 (%) the source's weights kind reports (zoo models: ``ZOO``); NaN for weights this
+    harness pretrained or that report none."""
+    top1 = job.source.weights.reported_top1
+    return math.nan if top1 is None else float(top1)
 
 
 def baseline_columns(job: JobSpec) -> dict[str, float]:

@@ -88,6 +88,11 @@ class SourceWeights:
         return load_verified(model, self.state_dict(file), self.origin(file))
 
     @property
+    def reported_top1(self) -> float | None:
+        """The ImageNet-1k top-1 (%) reported for these weights, where the kind knows it (source ranking's baseline)."""
+        return None
+
+    @property
     def labelled_data(self) -> LabelledData | None:
         """The labelled dataset these weights were trained on, when the harness has it (pretrain weights)."""
         return None

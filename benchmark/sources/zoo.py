@@ -221,3 +221,7 @@ class ZooWeights(SourceWeights):
 
     def origin(self, file: Path | None) -> str:
         return f"zoo model {self.name!r} ({file})"
+
+    @property
+    def reported_top1(self) -> float | None:
+        return ZOO[self.name].top1 if self.name in ZOO else None
