@@ -82,6 +82,12 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def rerun_problems(cfg: DictConfig) -> list[str]:
+    """``rerun=`` must be a choice; ``check_rerun`` raises, naming the bad value and the choices."""
+    check_rerun(cfg.get("rerun", "none"))
+    return []
+
+
 def weights_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     """What the source's weights kind reports for the way the job's strategy uses it (built on their own, so a bad
     architecture does not hide missing weights)."""
@@ -95,7 +101,7 @@ def job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     runs record (``tracking.log_models``...), the typed job (sources, strategies, targets) with what it trains on,
     its weights (a missing file, weights not in the offline cache), the label budget against the data."""
     checks = [
-        lambda: check_rerun(cfg.get("rerun", "none")) and [],
+        lambda: rerun_problems(cfg),
         lambda: build_lineage(cfg.tracking) and [],
         lambda: data_problems(build_job(cfg, choices)),
         lambda: weights_problems(cfg, choices),

@@ -102,8 +102,8 @@ class TransferSweeper(Sweeper):
         want = {i: design.min_seeds for i in range(len(cells))}
         returns: list[Sequence[JobReturn]] = []
         job_num, next_seed = 0, dict.fromkeys(want, 0)
+        observed: dict[int, tuple[str, list[float]] | None] = dict.fromkeys(want, (state.metric, []))
         while True:
-            observed = self._observed(state, cells, launched)
             batch, owners = [], []
             for i, cell in enumerate(cells):
                 n_deltas = len(observed[i][1]) if observed[i] is not None else len(launched[i])
@@ -121,7 +121,8 @@ class TransferSweeper(Sweeper):
                 launched[i].append((seed, n))
             job_num += len(batch)
             returns.append(results)
-            want = self._plan(design, self._observed(state, cells, launched), want)
+            observed = self._observed(state, cells, launched)  # read once per round, used by the plan and the batch
+            want = self._plan(design, observed, want)
         for results in returns:
             for r in results:
                 _ = r.return_value  # a failed job raises here, as in the basic sweeper: the sweep exits 1

@@ -19,13 +19,13 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.preprocessing import StandardScaler
 
+from benchmark import splits as split_memo
 from benchmark import tracking
 from benchmark.compose import compose_job
 from benchmark.data import Preprocessing, Splits, TensorImageSet
 from benchmark.job import execute
 from benchmark.models import build_model
 from benchmark.spec import Context
-from benchmark.splits import _SPLITS_CACHE
 from benchmark.targets.base import Target
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
@@ -156,7 +156,7 @@ def test_cluster_scores_equal_sklearn_on_the_same_features():
 
 
 def test_unsupervised_strategies_are_compared_with_the_random_network(ctx):
-    _SPLITS_CACHE.clear()
+    split_memo.clear()
     for strategy, metric in (("cluster", "test/nmi"), ("anomaly", "test/auroc")):
         job = compose_job([*TINY, "source=synth_digits", "target=digits", f"strategy={strategy}"])
         assert job.baseline.strategy_id == f"{strategy}_random"
