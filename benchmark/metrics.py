@@ -38,6 +38,7 @@ METRICS: dict[str, Metric] = {
         Metric("test/nmi", True, True, "normalised mutual information"),  # clustering
         Metric("test/ari", True, True, "adjusted Rand index"),  # clustering
         Metric("test/auroc", True, True, "AUROC"),  # anomaly detection
+        Metric("val/selected_acc", True, False, "validation accuracy of the selected weights"),  # a job's objective
         Metric("transfer/logme", True, False, "LogME"),
         Metric("transfer/leep", True, False, "LEEP"),
         Metric("transfer/nce", True, False, "NCE"),

@@ -14,13 +14,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from benchmark import metrics
 from benchmark.compose import build_job, build_lineage, build_strategy, build_weights, preprocessing_warnings, raw
 from benchmark.config_path import CONFIG_NAME
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
+from benchmark.train import SELECTED_VAL
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,22 @@ def sweep_overrides(config: DictConfig) -> list[list[str]]:
     if not enumerates(config):
         parsed = [_interval_ends(parser, o) if o.is_interval_sweep() else o for o in parsed]
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def objective_problems(config: DictConfig) -> list[str]:
+    """A tuning sweeper told to optimise the job's objective (``val/selected_acc``, ``benchmark.run.run_job``) in
+    the wrong direction would select the worst trial: its ``direction`` must match the metric schema's."""
+    direction = config.hydra.sweeper.get("direction")
+    if enumerates(config) or direction is None:
+        return []
+    want = "maximize" if metrics.get(SELECTED_VAL).higher_is_better else "minimize"
+    got = [str(d).lower() for d in (direction if OmegaConf.is_list(direction) else [direction])]
+    if got == [want]:
+        return []
+    return [
+        f"hydra.sweeper.direction={direction!r}, but every job returns {SELECTED_VAL} (one objective, "
+        f"{'higher' if want == 'maximize' else 'lower'} is better): set hydra.sweeper.direction={want}"
+    ]
 
 
 def _interval_ends(parser: OverridesParser, override: Override) -> Override:
@@ -131,7 +149,7 @@ def job_warnings(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
 def preflight(config: DictConfig, warnings: list[str] | None = None) -> list[str]:
     """Compose and validate every job of the sweep; return every problem, each with the jobs it affects. Warnings
     are logged (and appended to ``warnings`` when given) in the same form."""
-    found: dict[str, list[str]] = {}
+    found: dict[str, list[str]] = {p: ["the sweeper's settings"] for p in objective_problems(config)}
     warned: dict[str, list[str]] = {}
     for overrides in sweep_overrides(config):
         label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.", "cache_dir")))

@@ -85,7 +85,9 @@ def start(
     ``metric`` must have a declared direction (``benchmark.metrics``): a typo fails here, before any training, not when
     the sweep's verdicts are computed. ``jobs`` is the sweep's job count, for the jobs' progress lines.
     """
-    metrics.get(metric)
+    if not metrics.get(metric).delta:  # e.g. val/selected_acc: a direction, but no transfer - baseline pair
+        valid = ", ".join(metrics.DELTA_METRICS)
+        raise ValueError(f"verdict.metric={metric!r} has no paired delta; choose one of: {valid}")
     client = tracking.open_store(tracking_uri)
     exp_id = tracking.ensure_experiment(client, experiment, artifact_root)
     sweep_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)

@@ -394,6 +394,8 @@ def test_a_verdict_metric_without_a_direction_fails_before_the_sweep_starts(stor
 
     with pytest.raises(ValueError, match=r"unknown metric 'test/accuracy'.*test/acc"):
         sweep.start(store, "bad", None, tmp_path / "s", [], "sha", "test/accuracy", 0.05, 0.01)
+    with pytest.raises(ValueError, match=r"verdict.metric='val/selected_acc' has no paired delta.*test/acc"):
+        sweep.start(store, "bad", None, tmp_path / "s", [], "sha", "val/selected_acc", 0.05, 0.01)
     assert not (tmp_path / "s").exists()
 
 
