@@ -6,6 +6,7 @@ The device is where a run computes, not what it computes: it is a tag (``device`
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import torch
@@ -14,6 +15,12 @@ from benchmark.spec import JobSpec
 from benchmark.train import TrainerSettings
 
 GPU_ACCELERATORS = ("gpu", "cuda")
+
+LOCAL_LAUNCHERS = (
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+)
+"""Launchers whose jobs run on the machine that launches them (Slurm's and Ray's run elsewhere)."""
 
 
 def job_device(job_num: int, n_visible: int, parallel: bool) -> int | None:
@@ -30,6 +37,26 @@ def visible_gpus() -> int:
     """CUDA devices this process may use: torch counts only those ``CUDA_VISIBLE_DEVICES`` lists, and numbers them
     from 0 in that order, which is how Lightning's ``devices=[i]`` reads them too."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_problems(trainer: TrainerSettings, launcher: str | None, n_visible: int | None = None) -> list[str]:
+    """A GPU job launched here needs its GPUs here: without them Lightning would fail at the first job, after the
+    sweep started. Jobs of another launcher (Slurm, Ray) run on other machines, whose GPUs this one cannot see, so
+    they are not checked. ``n_visible`` defaults to ``visible_gpus()``."""
+    if trainer.accelerator not in GPU_ACCELERATORS or launcher not in LOCAL_LAUNCHERS:
+        return []
+    devices = trainer.devices
+    need = len(devices) if isinstance(devices, (list, tuple)) else 1 if str(devices) in ("auto", "-1") else int(devices)
+    n = visible_gpus() if n_visible is None else n_visible
+    if n >= need:
+        return []
+    seen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return [
+        f"trainer.accelerator={trainer.accelerator!r} with devices={devices!r} needs {need} CUDA device(s), but this "
+        f"machine sees {n} (torch.cuda.is_available()={torch.cuda.is_available()}"
+        + (f", CUDA_VISIBLE_DEVICES={seen!r}" if seen is not None else "")
+        + "): use trainer=cpu here, or launch the jobs on GPU machines (hydra/launcher=slurm)"
+    ]
 
 
 def uses_one_gpu(trainer: TrainerSettings) -> bool:

@@ -17,8 +17,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark import metrics
-from benchmark.compose import build_job, build_lineage, build_strategy, build_weights, preprocessing_warnings, raw
+from benchmark.compose import (
+    build_job,
+    build_lineage,
+    build_strategy,
+    build_trainer,
+    build_weights,
+    preprocessing_warnings,
+    raw,
+)
 from benchmark.config_path import CONFIG_NAME
+from benchmark.devices import gpu_problems
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
@@ -123,6 +132,7 @@ def job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
         lambda: build_lineage(cfg.tracking) and [],
         lambda: data_problems(build_job(cfg, choices)),
         lambda: weights_problems(cfg, choices),
+        lambda: gpu_problems(build_trainer(cfg.trainer), OmegaConf.select(cfg, "hydra.launcher._target_")),
         lambda: check_data(
             choices["target"], instantiate(cfg.target), raw(cfg.target),
             None if cfg.label_budget is None else int(cfg.label_budget),

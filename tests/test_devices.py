@@ -52,3 +52,35 @@ def test_cpu_and_multi_device_jobs_are_left_as_configured():
     assert assign(cpu, job_num=1, parallel=True, n_visible=4) is cpu
     ddp = compose_job(["trainer=gpu", "trainer.devices=2"])
     assert assign(ddp, job_num=1, parallel=True, n_visible=4) is ddp
+
+
+def test_preflight_stops_a_gpu_job_launched_on_a_machine_without_its_gpus():
+    """``trainer=gpu`` on this machine: a problem naming the setting, what the machine sees and the way out, before
+    any training; with enough GPUs, or with jobs launched on other machines, there is nothing to report."""
+    from benchmark.compose import build_trainer
+    from benchmark.devices import LOCAL_LAUNCHERS, gpu_problems, visible_gpus
+    from benchmark.preflight import job_problems
+
+    cfg = compose(["trainer=gpu", "strategy=scratch"])
+    problems = [p for p in job_problems(cfg, dict(cfg.hydra.runtime.choices)) if "CUDA device" in p]
+    if visible_gpus() == 0:
+        assert problems == [
+            "trainer.accelerator='gpu' with devices=1 needs 1 CUDA device(s), but this machine sees 0 "
+            f"(torch.cuda.is_available()=False{_visible_note()}): use trainer=cpu here, or launch the jobs on GPU "
+            "machines (hydra/launcher=slurm)"
+        ]
+    else:
+        assert problems == []
+    gpu = build_trainer(compose(["trainer=gpu", "trainer.devices=[0,1]"]).trainer)
+    assert "needs 2 CUDA device(s), but this machine sees 1" in gpu_problems(gpu, LOCAL_LAUNCHERS[1], n_visible=1)[0]
+    assert gpu_problems(gpu, LOCAL_LAUNCHERS[0], n_visible=2) == []
+    slurm = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    assert gpu_problems(gpu, slurm, n_visible=0) == []  # its jobs run on the cluster's machines
+    assert gpu_problems(build_trainer(compose(["trainer=cpu"]).trainer), LOCAL_LAUNCHERS[0], n_visible=0) == []
+
+
+def _visible_note() -> str:
+    import os
+
+    seen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "" if seen is None else f", CUDA_VISIBLE_DEVICES={seen!r}"
