@@ -29,6 +29,7 @@ from benchmark.config_path import CONF_DIR, CONFIG_NAME
 from benchmark.data import VALIDATION, Preprocessing
 from benchmark.lineage import Lineage
 from benchmark.models import check_arch
+from benchmark.search_space import Tuning, build_tuning
 from benchmark.module import Optimization
 from benchmark.sources.weights import NoWeights, SourceWeights
 from benchmark.spec import JobSpec, SourceSpec
@@ -200,8 +201,30 @@ def strategy_config(strategy_id: str, role: str) -> DictConfig:
 def build_strategy(strategy_id: str, node: DictConfig) -> tuple[Any, StrategyMeta]:
     """The strategy object (its ``_target_`` with its settings) and its metadata (its ``meta:`` block)."""
     meta = StrategyMeta.from_config(strategy_id, resolved(node.get("meta")))
-    settings = OmegaConf.masked_copy(node, [k for k in node if k != "meta"])
-    return instantiate(settings), meta
+    return instantiate(OmegaConf.create(strategy_settings(node))), meta
+
+
+NOT_SETTINGS = ("meta", "search")
+"""Blocks of a strategy's YAML that describe it rather than configure it: ``meta`` (how it is compared) and
+``search`` (what a tuning study may vary, ``benchmark.search_space``)."""
+
+
+def strategy_settings(node: DictConfig) -> dict[str, Any]:
+    """The strategy's constructor config (``_target_`` and its arguments), resolved."""
+    return {k: v for k, v in resolved(node).items() if k not in NOT_SETTINGS}
+
+
+def build_tuning_for(cfg: DictConfig, strategy_id: str, node: DictConfig) -> Tuning:
+    """The ``tuning:`` settings with the shared space and ``strategy_id``'s own ``search:`` block."""
+    budget_keys = [f.name for f in (*fields(Budget), *fields(Optimization)) if type(f.default) in (int, float)]
+    own = [k for k in strategy_settings(node) if k != "_target_"]
+    tuning = build_tuning(resolved(cfg.get("tuning")), resolved(node.get("search")), strategy_id, budget_keys, own)
+    if tuning.active and cfg.seed in tuning.trial_seeds:
+        raise ValueError(
+            f"seed={cfg.seed} is one of the trial seeds {tuning.trial_seeds.start}..{tuning.trial_seeds.stop - 1} "
+            "(tuning.trial_seed + i): trials are never seeds of a cell; choose other seeds or tuning.trial_seed"
+        )
+    return tuning
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -234,7 +257,8 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         "version": identity.KEY_VERSION,
         "source": source,
         "target": {"id": choices["target"], **raw(cfg.target)},
-        "strategy": {"id": strategy_id, **{k: v for k, v in (raw(strategy_cfg) or {}).items() if k != "_target_"}},
+        "strategy": {"id": strategy_id, **{k: v for k, v in (raw(strategy_cfg) or {}).items()
+                                           if k not in ("_target_", "search")}},
         "seed": cfg.seed,
         "label_budget": cfg.label_budget,
         "budget": raw(cfg.budget),
@@ -242,7 +266,22 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         "trainer": {name: getattr(trainer, name) for name in identity.NUMERICS},
         **augment,
         **validation,
+        **tuning_identity(cfg, strategy_cfg),
     }
+
+
+def tuning_identity(cfg: DictConfig, strategy_cfg: Any) -> dict:
+    """The tuning settings and the space a run's study searched, only when ``tuning.trials > 0`` (0 leaves every
+    run key as it was before tuning existed). ``select`` enters only where it changes what scores a trial (domain
+    adaptation), so every transfer cell that shares a baseline shares its study."""
+    node = raw(cfg.get("tuning")) or {}
+    if not node.get("trials"):
+        return {}
+    settings = {k: v for k, v in node.items() if k != "select"}
+    target = (raw(strategy_cfg) or {}).get("_target_")
+    if target and getattr(get_class(target), "data", "labelled") == "adaptation":
+        settings["select"] = node.get("select", "auto")
+    return {"tuning": {**settings, "search": (raw(strategy_cfg) or {}).get("search")}}
 
 
 def _architecture_identity(source_id: str, cfg: DictConfig, src: dict) -> dict:
@@ -332,9 +371,14 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         validation=validation,
     )
     keys = job_keys(cfg, choices, strategy_id, cfg.strategy, meta.uses_source_weights, trainer)
+    tuning = build_tuning_for(cfg, strategy_id, cfg.strategy)
+    if tuning.active and isinstance(strategy, EvaluationProtocol):
+        raise ValueError(f"tuning.trials={tuning.trials}: strategy {strategy_id!r} evaluates frozen features and "
+                         "trains nothing a study could tune; use tuning.trials=0")  # fmt: skip
     job = JobSpec(source=source, strategy_id=strategy_id, strategy=strategy, meta=meta, run_key=keys.run_key,
                   cell_key=keys.cell_key, variant=keys.variant, baseline_key=None, params=params,
-                  config_yaml=OmegaConf.to_yaml(everything), **common)  # fmt: skip
+                  config_yaml=OmegaConf.to_yaml(everything), tuning=tuning,
+                  strategy_settings=strategy_settings(cfg.strategy), **common)  # fmt: skip
     if meta.is_baseline:
         return job
     base_id = meta.baseline
@@ -350,7 +394,8 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
                            strategy=base_strategy, meta=base_meta, run_key=base_keys.run_key,
                            cell_key=base_keys.cell_key, variant=base_keys.variant, baseline_key=None,
                            params=_with_strategy(params, base_cfg, drop=("strategy/", "source/weights")),
-                           **common)  # fmt: skip
+                           tuning=build_tuning_for(cfg, base_id, base_cfg),
+                           strategy_settings=strategy_settings(base_cfg), **common)  # fmt: skip
     job.baseline_key = base_keys.run_key
     if meta.reference:
         # the reference (e.g. source_only for domain adaptation) is a transfer job of its own, with the same baseline
@@ -360,7 +405,9 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
         ref_keys = job_keys(cfg, choices, ref_id, ref_cfg, ref_meta.uses_source_weights, trainer)
         job.reference = replace(job, strategy_id=ref_id, strategy=ref_strategy, meta=ref_meta,
                                 run_key=ref_keys.run_key, cell_key=ref_keys.cell_key, variant=ref_keys.variant,
-                                params=_with_strategy(params, ref_cfg), config_yaml="", reference=None)  # fmt: skip
+                                params=_with_strategy(params, ref_cfg), config_yaml="", reference=None,
+                                tuning=build_tuning_for(cfg, ref_id, ref_cfg),
+                                strategy_settings=strategy_settings(ref_cfg))  # fmt: skip
     return job
 
 

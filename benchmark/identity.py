@@ -76,6 +76,10 @@ def variant(identity: dict[str, Any], defaults: dict[str, Any], weights_name: st
     for key in sorted(order, key=lambda k: not k.startswith("strategy.")):  # stable: the strategy's settings first
         if key in UNIDENTIFYING or (file_weights and key.startswith("source.weights.")):
             continue
+        if key.startswith("tuning."):  # a study's settings show as one part (the tag tuning_key tells studies apart)
+            if "tuning.trials" in own and key == "tuning.trials":
+                parts.append(f"tuned={own[key]}x{own.get('tuning.sampler', 'tpe')}")
+            continue
         if own.get(key, _ABSENT) == base.get(key, _ABSENT):
             continue
         name = key.removeprefix("strategy.")

@@ -15,6 +15,7 @@ from benchmark.compare import flag_provenance, log_deltas, log_scores
 from benchmark.lifecycle import resumable_run, tracked_run
 from benchmark.recipe import train
 from benchmark.spec import Context, JobOutcome, JobSpec
+from benchmark.tuning import ensure_tuned
 from benchmark.util import file_lock
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,11 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
     """Run one job: its baseline first (transfer jobs), then the job itself, then its deltas."""
     baseline = None
     if job.baseline is not None:
-        baseline = ensure_run(job.baseline, ctx)
+        baseline = ensure_cell_run(job.baseline, ctx)
     reference = None
     if job.reference is not None:
         reference = execute(job.reference, ctx)  # a transfer job of its own: its baseline is this job's
-    outcome = ensure_run(job, ctx)
+    outcome = ensure_cell_run(job, ctx)
     if baseline is not None:
         outcome.baseline_run_id = baseline.run_id
         outcome.baseline_reused = baseline.reused
@@ -40,6 +41,11 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
     if job.scores and job.meta.uses_source_weights and not job.is_baseline:
         log_scores(job, ctx, outcome.run_id)
     return outcome
+
+
+def ensure_cell_run(job: JobSpec, ctx: Context) -> JobOutcome:
+    """``ensure_run``, after the cell's study when ``tuning.trials > 0`` (``benchmark.tuning``)."""
+    return ensure_tuned(job, ctx, ensure_run) if job.tuning.active else ensure_run(job, ctx)
 
 
 def ensure_run(job: JobSpec, ctx: Context) -> JobOutcome:

@@ -22,6 +22,7 @@ from benchmark.callbacks import RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled, validation_subset
 from benchmark.features import cached_split_features
 from benchmark.models import build_model
+from benchmark.search_space import CRITERIA
 from benchmark.spec import Context, JobSpec
 from benchmark.splits import load_splits
 from benchmark.strategies.base import Pretraining, TransferStrategy
@@ -42,11 +43,18 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
     subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
     prep = job.source.preprocessing
     val_indices = None
-    if job.validation != "full":  # selection and the objective see no more labels per class than training
-        val_indices = validation_subset(splits.val.labels, job.validation, job.label_budget, job.seed, job.target_id)
-        ctx.client.log_dict(run_id, {"val_indices": val_indices.tolist()}, "data/val_indices.json")
-    val = prep.apply(splits.val if val_indices is None else splits.val.subset(val_indices))
-    test = prep.apply(splits.test)
+    if job.trial is not None and job.selection_criterion == CRITERIA["source"]:
+        # domain adaptation's unsupervised criterion: the source's own validation split (disjoint from the source's
+        # training split, the same for every trial of the study); no label of the target is read
+        val = prep.apply(adaptation_source(job, splits).val)
+        ctx.client.log_dict(run_id, {"val": "source validation split", "examples": len(val)}, "data/val_indices.json")
+    else:
+        if job.validation != "full":  # selection and the objective see no more labels per class than training
+            val_indices = validation_subset(splits.val.labels, job.validation, job.label_budget, job.seed,
+                                            job.target_id)  # fmt: skip
+            ctx.client.log_dict(run_id, {"val_indices": val_indices.tolist()}, "data/val_indices.json")
+        val = prep.apply(splits.val if val_indices is None else splits.val.subset(val_indices))
+    test = None if job.trial is not None else prep.apply(splits.test)  # a trial never runs the test split
     lineage.log_datasets(ctx.client, run_id, job_datasets(job, splits))
     source_train = None
     if adapts(strategy):
@@ -93,7 +101,7 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
         {
             "data/train_examples": float(train_examples),
             "data/val_examples": float(len(val)),
-            "data/test_examples": float(len(test)),
+            **({"data/test_examples": float(len(test))} if test is not None else {}),
             "weights/loaded_tensors": float(loaded),
             "time/total_s": time.perf_counter() - t_start,
             "model/params": float(sum(p.numel() for p in model.parameters())),
@@ -101,7 +109,7 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
         }
     )
     metrics.setdefault("time/setup_s", metrics["time/total_s"])
-    if ctx.lineage.logs_model(job.meta.role) and not isinstance(strategy, EvaluationProtocol):
+    if ctx.lineage.logs_model(job.meta.role) and not isinstance(strategy, EvaluationProtocol) and test is not None:
         log_trained_model(job, ctx, run_id, model, test)
     return metrics
 
@@ -142,12 +150,15 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
         # the backbone is frozen and in eval mode: run it once per example and train the head on its features
         key = features_key(job, weights_file, weights_id)
         full_val = val if val_indices is None else prep.apply(splits.val)  # the cache's key names the whole split
-        feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), full_val, test)
-        labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
+        # the cache's key names every split: a trial's cache holds test features too, but it reads no test label
+        images = test if test is not None else prep.apply(splits.test)
+        feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), full_val, images)
+        labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val")}
         train = TensorDataset(feats.train[torch.from_numpy(subset)], labels["train"][torch.from_numpy(subset)])
         # the cache holds the whole validation split (its key knows no subset): the budget's subset is taken here
         vsel = slice(None) if val_indices is None else torch.from_numpy(val_indices)
-        val, test = TensorDataset(feats.val[vsel], labels["val"][vsel]), TensorDataset(feats.test, labels["test"])
+        val = TensorDataset(feats.val[vsel], labels["val"][vsel])
+        test = TensorDataset(feats.test, torch.from_numpy(splits.test.labels)) if test is not None else None
         fit_model, fit_strategy = model.get_classifier(), TransferStrategy()
         extra.update({"time/feature_extract_s": feats.seconds, "features/cached": 1.0})
     elif source_train is not None:

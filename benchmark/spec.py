@@ -13,6 +13,7 @@ from benchmark import provenance
 from benchmark.augment import Augment
 from benchmark.data import Preprocessing
 from benchmark.lineage import Lineage
+from benchmark.search_space import Tuning
 from benchmark.sources.weights import SourceWeights
 from benchmark.strategies.base import TransferStrategy
 from benchmark.strategies.evaluation import EvaluationProtocol
@@ -93,6 +94,15 @@ class JobSpec:
     scores: bool = True  # log the pair's transferability and similarity scores on transfer runs
     augment: Augment = field(default_factory=Augment)  # training augmentation, the same for the pair's runs
     validation: str = "full"  # the examples that score selection and the objective (benchmark.data.VALIDATION)
+    tuning: Tuning = field(default_factory=Tuning)  # the cell's study settings and space (trials 0: none)
+    strategy_settings: dict[str, Any] = field(default_factory=dict)  # _target_ and arguments: rebuilt per trial
+    trial: int | None = None  # this run is trial i of the study ``tuning_key`` (role=trial), not a seed of a cell
+    tuning_key: str = ""  # the study of a trial or a tuned run: the cell key of the tuned cell
+
+    @property
+    def selection_criterion(self) -> str:
+        """What scores this run's trials (``benchmark.search_space.CRITERIA``)."""
+        return self.tuning.criterion(getattr(self.strategy, "data", "labelled"))
 
     @property
     def is_baseline(self) -> bool:
@@ -146,6 +156,12 @@ class JobSpec:
             tags["metric"] = self.meta.metric
         if self.validation != "full":  # the default leaves the tags of every run as they were
             tags["validation"] = self.validation
+        if self.tuning.active:
+            criterion = self.selection_criterion
+            tags.update({"tuning_key": self.tuning_key or self.cell_key, "tuning_select": criterion})
+            tags.update({"role": "trial", "trial": str(self.trial)} if self.trial is not None else {"tuned": "true"})
+            if criterion.endswith("oracle"):
+                tags["selection_oracle"] = "true"
         if ctx.sweep_id:
             tags["sweep_id"] = ctx.sweep_id
         return tags
