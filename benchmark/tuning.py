@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -63,8 +64,10 @@ def tune(job: JobSpec, ctx: Context, ensure: Callable[[JobSpec, Context], JobOut
             study = optuna.create_study(direction="maximize", sampler=sampler(settings.sampler, settings.seed, i))
             for values, objective in done:
                 state = optuna.trial.TrialState.COMPLETE if objective is not None else optuna.trial.TrialState.FAIL
-                study.add_trial(optuna.trial.create_trial(params=values, distributions=dims, value=objective,
-                                                          state=state))  # fmt: skip
+                with warnings.catch_warnings():  # optuna 2.x marks add_trial/create_trial experimental
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.add_trial(optuna.trial.create_trial(params=values, distributions=dims, value=objective,
+                                                              state=state))  # fmt: skip
             values = dict(study.ask(dims).params) if dims else {}
             trial = trial_job(job, i, values)
             t0 = time.perf_counter()

@@ -5,6 +5,8 @@ on no more labels per class than training had, and preflight does not crash on a
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,10 +17,12 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from benchmark import tracking
-from benchmark.compose import build_job, run_identity
+from benchmark.compose import build_job, compose_job, run_identity
 from benchmark.data import Splits, validation_subset
+from benchmark.job import execute
 from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.run import run_job
+from benchmark.spec import Context
 from benchmark.splits import load_splits
 from benchmark.targets.digits import Digits
 from benchmark.train import SELECTED_VAL
@@ -126,3 +130,132 @@ def test_preflight_of_a_tuning_sweeper_reports_a_bad_choice():
         HydraConfig.instance().set_config(cfg)
         problems = preflight(cfg)
     assert len(problems) == 1 and "fine_tune" in problems[0] and "(+1 more jobs)" in problems[0], problems
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The tuning stage (tuning.trials > 0): a study per cell and per baseline, trials as runs of their own
+
+TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.min_steps=20",
+        "budget.batch_size=32", "label_budget=2", "scores=false", "tuning.trials=2",
+        "tuning.space.epochs={choices:[1,2]}"]  # fmt: skip
+"""Two trials of 20 steps on 2 labels per class, a source pretrained for one epoch: seconds per run."""
+
+
+@pytest.fixture
+def ctx(store, tmp_path):
+    client = tracking.open_store(store)
+    return Context(client, tracking.ensure_experiment(client, "tuning"), tmp_path / "cache")
+
+
+def _runs(ctx, **tags) -> list:
+    where = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+    return ctx.client.search_runs([ctx.experiment_id], where, max_results=1000)
+
+
+def _trials(ctx, strategy: str) -> dict[int, object]:
+    return {int(r.data.tags["trial"]): r for r in _runs(ctx, role="trial", strategy=strategy)}
+
+
+def test_trials_zero_is_the_default_recipe_and_leaves_run_keys_unchanged():
+    job = compose_job([])
+    assert job.run_key == "67dcfabc5a08"  # the key of the default job before tuning existed (pinned)
+    assert not job.tuning.active and job.baseline.tuning.trials == 0
+    cfg = compose([])
+    ident = run_identity(cfg, dict(cfg.hydra.runtime.choices), "finetune", cfg.strategy, True, job.trainer)
+    assert "tuning" not in ident and "search" not in ident["strategy"]  # the strategy's search block is no setting
+    tuned = compose_job(["tuning.trials=2"])
+    assert tuned.run_key != job.run_key and tuned.baseline_key != job.baseline_key
+    assert tuned.variant == "tuned=2xtpe"
+    assert [d.name for d in tuned.tuning.space][-1] == "strategy.backbone_lr_scale"
+    assert [d.name for d in tuned.baseline.tuning.space] == ["budget.lr", "budget.weight_decay", "budget.epochs"]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("tuning.sampler=grid", r"tuning.sampler='grid'.*tpe, random"),
+        ("tuning.select=test", r"tuning.select='test'.*auto, oracle"),
+        ("tuning.trials=-1", r"tuning.trials=-1"),
+        ("+tuning.space.momentum_x={low:0.1,high:0.9}", r"'momentum_x' cannot be searched; choose among: .*lr"),
+        ("tuning.space.lr={low:0.0,high:0.1,log:true}", r"log-scaled interval needs low > 0"),
+        ("tuning.space.lr={low:0.1,high:0.01}", r"low=0.1, high=0.01 must be .* low < high"),
+        ("+tuning.space.epochs.step=2", r"unknown key\(s\) \[.step.\]; valid keys"),
+        ("+strategy.search.gamma2={low:1,high:2}", r"strategy 'finetune' search: 'gamma2'.*backbone_lr_scale"),
+        ("seed=1001", r"seed=1001 is one of the trial seeds 1000..1001"),
+    ],
+)
+def test_bad_tuning_config_is_a_preflight_problem_naming_the_value_and_the_choices(override, message):
+    cfg = compose(["tuning.trials=2", override])
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        HydraConfig.instance().set_config(cfg)
+        problems = preflight(cfg)
+    assert len(problems) == 1 and re.search(message, problems[0]), problems
+
+
+@pytest.mark.slow  # ~2 min on 2 shared cores: two studies per cell and a pretrained source
+def test_a_pair_is_tuned_with_the_same_trials_on_selection_data_and_a_poisoned_test_split_changes_nothing(ctx):
+    """Both sides get K trials on their own seeds (trial_seed + i), scored on the budget's validation subset, with
+    no test metric; the tuned runs carry the chosen values and the cost; a poisoned test split changes no trial's
+    score and not the choice."""
+    job = compose_job([*TINY, "strategy=finetune"])
+    out = execute(job, ctx)
+    for strategy in ("finetune", "scratch"):
+        trials = _trials(ctx, strategy)
+        assert sorted(trials) == [0, 1]
+        for i, run in trials.items():
+            assert run.info.status == "FINISHED" and run.data.tags["seed"] == str(1000 + i)
+            assert not any(k.startswith("test/") for k in run.data.metrics), run.data.metrics
+            assert run.data.metrics["data/val_examples"] == 20  # 2 per class of the 10 digits
+            assert run.data.tags["tuning_select"] == "target_val" and "selection_oracle" not in run.data.tags
+            assert run.data.params["budget/epochs"] == run.data.params["trial.budget.epochs"]
+    tuned = ctx.client.get_run(out.run_id)
+    assert tuned.data.tags["tuned"] == "true" and tuned.data.tags["role"] == "transfer"
+    assert tuned.data.tags["tuning_key"] == job.cell_key and tuned.data.tags["seed"] == "0"
+    assert tuned.data.metrics["tuning/trials"] == 2 and tuned.data.metrics["tuning/seconds"] > 0
+    chosen = {k: v for k, v in tuned.data.params.items() if k.startswith("tuned.")}
+    assert set(chosen) == {"tuned.budget.lr", "tuned.budget.weight_decay", "tuned.budget.epochs",
+                           "tuned.strategy.backbone_lr_scale"}  # fmt: skip
+    trials = _trials(ctx, "finetune")  # the best objective; a tie goes to the earliest trial
+    best = max((trials[i] for i in sorted(trials)), key=lambda r: r.data.metrics[SELECTED_VAL])
+    assert chosen == {k.replace("trial.", "tuned."): v for k, v in best.data.params.items() if k.startswith("trial.")}
+    baseline = ctx.client.get_run(out.baseline_run_id)
+    assert baseline.data.metrics["tuning/trials"] == 2 and baseline.data.tags["tuned"] == "true"
+    assert tuned.data.tags["baseline_key"] == baseline.data.tags["run_key"] and "delta/test/acc" in tuned.data.metrics
+
+    clean = {s: {i: r.data.metrics[SELECTED_VAL] for i, r in _trials(ctx, s).items()} for s in ("finetune", "scratch")}
+    assert len(set(clean["scratch"].values())) == 2  # the trials differ: the comparison below can fail
+    poisoned = compose_job([*TINY, "strategy=finetune", f"target._target_={__name__}.PoisonedDigits"])
+    assert poisoned.cell_key != job.cell_key  # studies of their own: nothing is reused
+    out2 = execute(poisoned, ctx)
+    for side in (poisoned, poisoned.baseline):
+        trials = {int(r.data.tags["trial"]): r for r in _runs(ctx, role="trial", tuning_key=side.cell_key)}
+        assert {i: r.data.metrics[SELECTED_VAL] for i, r in trials.items()} == clean[side.strategy_id]
+    tuned2 = ctx.client.get_run(out2.run_id)
+    assert {k: v for k, v in tuned2.data.params.items() if k.startswith("tuned.")} == chosen
+    base2 = ctx.client.get_run(out2.baseline_run_id)
+    assert base2.data.metrics["test/acc"] != baseline.data.metrics["test/acc"]  # the test split was poisoned
+
+
+@pytest.mark.slow  # ~2 min on 2 shared cores: two studies per cell and a pretrained source
+def test_cells_sharing_a_baseline_share_its_study_and_a_rerun_resumes_without_repeating_a_trial(ctx):
+    finetune = compose_job([*TINY, "strategy=finetune"])
+    probe = compose_job([*TINY, "strategy=linear_probe"])
+    assert finetune.baseline.cell_key == probe.baseline.cell_key
+    first = execute(finetune, ctx)
+    execute(probe, ctx)
+    assert len(_trials(ctx, "scratch")) == 2 and len(_trials(ctx, "linear_probe")) == 2  # the baseline's: once
+    before = {r.info.run_id for r in _runs(ctx)}
+
+    again = execute(finetune, ctx)  # resumes: every trial and the tuned runs are reused
+    assert again.reused and again.baseline_reused and again.run_id == first.run_id
+    assert {r.info.run_id for r in _runs(ctx)} == before
+
+    last = _trials(ctx, "finetune")[1]
+    ctx.client.delete_run(last.info.run_id)  # the last trial lost: a rerun trains that trial only
+    trial0 = _trials(ctx, "finetune")[0].info.run_id
+    again = execute(finetune, ctx)
+    now = _trials(ctx, "finetune")
+    assert sorted(now) == [0, 1] and now[0].info.run_id == trial0 and now[1].info.run_id != last.info.run_id
+    assert now[1].data.params == last.data.params  # the same values were drawn again
+    assert {r.info.run_id for r in _runs(ctx)} - before == {now[1].info.run_id}
+    assert again.run_id == first.run_id  # the same choice: the tuned run is reused
