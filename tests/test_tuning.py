@@ -18,12 +18,13 @@ from omegaconf import open_dict
 
 from benchmark import tracking
 from benchmark.compose import build_job, compose_job, run_identity
-from benchmark.data import Splits, validation_subset
+from benchmark.data import Splits, TensorImageSet, validation_subset
 from benchmark.job import execute
 from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.run import run_job
 from benchmark.spec import Context
 from benchmark.splits import load_splits
+from benchmark.targets.base import Target
 from benchmark.targets.digits import Digits
 from benchmark.train import SELECTED_VAL
 
@@ -259,3 +260,54 @@ def test_cells_sharing_a_baseline_share_its_study_and_a_rerun_resumes_without_re
     assert now[1].data.params == last.data.params  # the same values were drawn again
     assert {r.info.run_id for r in _runs(ctx)} - before == {now[1].info.run_id}
     assert again.run_id == first.run_id  # the same choice: the tuned run is reused
+
+
+DA = ["source=synth_digits", "target=synth_digits", "target.n_per_class=16", "target.seed=7", "strategy=dann",
+      "source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.min_steps=8",
+      "budget.batch_size=32", "label_budget=5", "scores=false", "tuning.trials=2",
+      "tuning.space.epochs={choices:[1]}"]  # fmt: skip
+"""Domain adaptation trains on every target training image: a small rendered target keeps it to seconds."""
+
+
+class TargetLabelsPoisoned(Target):
+    """The wrapped target with its training and validation labels permuted (a fixed permutation each)."""
+
+    def __init__(self, inner: Target):
+        self.inner = inner
+
+    def load(self) -> Splits:
+        s = self.inner.load()
+        rng = np.random.default_rng(0)
+        train = TensorImageSet(s.train.images, rng.permutation(s.train.labels))
+        val = TensorImageSet(s.val.images, (s.val.labels + 1) % len(s.classes))
+        return Splits(train, val, s.test, s.classes)
+
+
+def _da_trials(ctx, select: str, poisoned: bool) -> tuple[dict[int, object], object]:
+    job = compose_job([*DA, f"tuning.select={select}"])
+    job = replace(job, baseline=None, reference=None)
+    if poisoned:
+        job = replace(job, target=TargetLabelsPoisoned(job.target), run_key=job.run_key + "-p",
+                      cell_key=job.cell_key + "-p")  # fmt: skip
+    out = execute(job, ctx)
+    trials = {int(r.data.tags["trial"]): r for r in _runs(ctx, role="trial", tuning_key=job.cell_key)}
+    return trials, ctx.client.get_run(out.run_id)
+
+
+@pytest.mark.slow  # ~2 min on 2 shared cores: three studies of a domain-adaptation strategy
+def test_domain_adaptation_selects_on_source_validation_without_target_labels_and_the_oracle_is_named(ctx):
+    clean, tuned = _da_trials(ctx, "auto", False)
+    poisoned, _ = _da_trials(ctx, "auto", True)
+    scores = {i: r.data.metrics[SELECTED_VAL] for i, r in clean.items()}
+    assert len(scores) == 2 and scores == {i: r.data.metrics[SELECTED_VAL] for i, r in poisoned.items()}
+    assert all(r.data.tags["tuning_select"] == "source_val" and "selection_oracle" not in r.data.tags
+               for r in clean.values())  # fmt: skip
+    assert tuned.data.tags["tuning_select"] == "source_val" and "selection_oracle" not in tuned.data.tags
+
+    oracle, tuned_oracle = _da_trials(ctx, "oracle", False)
+    assert all(r.data.tags["selection_oracle"] == "true" for r in oracle.values())
+    assert tuned_oracle.data.tags["selection_oracle"] == "true"
+    assert tuned_oracle.data.tags["tuning_select"] == "target_val_oracle"
+    # auto scored on the source's validation split, the oracle on 5 labels per class of the target's
+    assert {r.data.metrics["data/val_examples"] for r in oracle.values()} == {50}
+    assert {r.data.metrics["data/val_examples"] for r in clean.values()} != {50}
