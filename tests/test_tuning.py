@@ -20,6 +20,8 @@ from benchmark import tracking
 from benchmark.compose import build_job, compose_job, run_identity
 from benchmark.data import Splits, TensorImageSet, validation_subset
 from benchmark.job import execute
+from benchmark.report import build_report, load_runs
+from benchmark.report.tuning import tuning_table
 from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.run import run_job
 from benchmark.spec import Context
@@ -311,3 +313,47 @@ def test_domain_adaptation_selects_on_source_validation_without_target_labels_an
     # auto scored on the source's validation split, the oracle on 5 labels per class of the target's
     assert {r.data.metrics["data/val_examples"] for r in oracle.values()} == {50}
     assert {r.data.metrics["data/val_examples"] for r in clean.values()} != {50}
+
+
+def _record(client, exp, tags, metrics, params=None) -> str:
+    run = client.create_run(exp, tags={k: str(v) for k, v in tags.items()})
+    for k, v in {**metrics}.items():
+        client.log_metric(run.info.run_id, k, v)
+    for k, v in (params or {}).items():
+        client.log_param(run.info.run_id, k, v)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def test_the_report_shows_default_and_tuned_verdicts_side_by_side_and_trials_never_enter_cells(store, tmp_path):
+    client = tracking.open_store(store)
+    exp = tracking.ensure_experiment(client, "report")
+    common = {"source": "synth_digits", "target": "digits", "label_budget": "5"}
+    tuned_tags = {"tuned": "true", "tuning_select": "source_val", "selection_oracle": "true"}
+    for seed in range(3):
+        for recipe, gain, extra in (("d", -0.05, {}), ("t", 0.10, tuned_tags)):
+            base_key = f"base-{recipe}-{seed}"
+            _record(client, exp, {**common, "source": "scratch:test_resnet", "strategy": "scratch", "seed": seed,
+                                  "role": "baseline", "run_key": base_key, **extra},
+                    {"test/acc": 0.5 + 0.01 * seed, **({"tuning/trials": 2, "tuning/seconds": 7} if extra else {})},
+                    {"tuned.budget.lr": "0.001"} if extra else None)  # fmt: skip
+            _record(client, exp, {**common, "strategy": "dann", "seed": seed, "role": "transfer",
+                                  "run_key": f"{recipe}-{seed}", "baseline_key": base_key, "cell_key": recipe,
+                                  "variant": "tuned=2xtpe" if extra else "", **extra},
+                    {"test/acc": 0.5 + gain + 0.01 * seed, **({"tuning/trials": 2, "tuning/seconds": 9} if extra else {})},
+                    {"tuned.budget.lr": "0.02", "tuned.strategy.weight": "0.5"} if extra else None)  # fmt: skip
+    _record(client, exp, {**common, "strategy": "dann", "seed": 1000, "role": "trial", "run_key": "trial0",
+                          "cell_key": "t", "tuning_key": "t", "trial": 0}, {"val/selected_acc": 0.9})  # fmt: skip
+    runs = load_runs("report", client=client)
+    assert set(runs["tags.role"]) == {"baseline", "transfer"}  # the trial is no seed of any cell
+    report = build_report(runs, tmp_path, client, n_boot=200)
+    assert len(report.cells) == 2 and set(report.cells["n"]) == {3}
+    table = tuning_table(report.cells, runs)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["default verdict"] == "negative" and row["tuned verdict"] == "positive (oracle)"
+    assert row["default delta"] == "-0.050" and row["tuned delta"] == "+0.100"
+    assert row["chosen (transfer)"] == "lr=0.02, weight=0.5" and row["chosen (baseline)"] == "lr=0.001"
+    assert row["trials (transfer/baseline)"] == "2/2" and row["tuning s (transfer/baseline)"] == "9/7"
+    assert "## Tuned versus default recipe" in report.markdown and (tmp_path / "tuning.csv").is_file()
+    assert "positive (oracle)" in (tmp_path / "verdicts.md").read_text()

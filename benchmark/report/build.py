@@ -24,6 +24,7 @@ from benchmark.report.provenance import provenance_flags
 from benchmark.report.scores import pair_scores_table, score_correlations
 from benchmark.report.summary import summary_markdown
 from benchmark.report.tables import TABLE_COLUMNS, frame_markdown, latex_table, markdown_table, table_rows
+from benchmark.report.tuning import tuning_table
 from benchmark.stats import VERDICTS
 
 
@@ -123,6 +124,17 @@ def build_report(
         for v in VERDICTS:
             headline[f"report/reference_cells_{v.replace(' ', '_')}"] = float((ref_cells["verdict"] == v).sum())
     markdown = summary_markdown(title, md, eff, metric, alpha, margin, scores, corr, ref_md, cells, ref_cells)
+    tuned = tuning_table(cells, runs)
+    if not tuned.empty:
+        tuned.to_csv(out / "tuning.csv", index=False)
+        files.append(out / "tuning.csv")
+        markdown += (
+            "\n## Tuned versus default recipe\n\nEach tuned cell beside the default-recipe cell of the same settings"
+            " (— when this experiment has none): both verdicts, the values each side's study chose and its cost"
+            " (trials, seconds). `(oracle)` marks selection on the target's labels (`tuning.select=oracle`).\n\n"
+            + frame_markdown(tuned)
+            + "\n"
+        )
     flags = provenance_flags(runs)
     headline["report/pairs_provenance_mismatch"] = float(len(flags))
     if not flags.empty:

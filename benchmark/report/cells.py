@@ -137,6 +137,8 @@ def summarize(
             {
                 **{c: first[f"tags.{c}"] for c in CELL},
                 "variant": "" if pd.isna(variant) else str(variant),
+                "tuned": first.get("tags.tuned") == "true",  # a tuning study chose its values (README "Tuning")
+                "selection_oracle": first.get("tags.selection_oracle") == "true",
                 "cell": cell,
                 "metric": cell_metric,
                 "n": s.n,

@@ -60,7 +60,7 @@ def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = 
                 "delta": "—" if pd.isna(c.delta) else f"{c.delta:+.3f}",
                 CI_COLUMN: ci,
                 P_COLUMN: _p(p, c.zero_variance),
-                "verdict": verdict_text(c),
+                "verdict": verdict_text(c) + (" (oracle)" if c.get("selection_oracle", False) else ""),
             }
         )
     return rows
