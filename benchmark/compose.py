@@ -29,8 +29,8 @@ from benchmark.config_path import CONF_DIR, CONFIG_NAME
 from benchmark.data import VALIDATION, Preprocessing
 from benchmark.lineage import Lineage
 from benchmark.models import check_arch
-from benchmark.search_space import Tuning, build_tuning
 from benchmark.module import Optimization
+from benchmark.search_space import Tuning, build_tuning
 from benchmark.sources.weights import NoWeights, SourceWeights
 from benchmark.spec import JobSpec, SourceSpec
 from benchmark.strategies.evaluation import EvaluationProtocol
@@ -257,8 +257,10 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         "version": identity.KEY_VERSION,
         "source": source,
         "target": {"id": choices["target"], **raw(cfg.target)},
-        "strategy": {"id": strategy_id, **{k: v for k, v in (raw(strategy_cfg) or {}).items()
-                                           if k not in ("_target_", "search")}},
+        "strategy": {
+            "id": strategy_id,
+            **{k: v for k, v in (raw(strategy_cfg) or {}).items() if k not in ("_target_", "search")},
+        },
         "seed": cfg.seed,
         "label_budget": cfg.label_budget,
         "budget": raw(cfg.budget),

@@ -127,7 +127,8 @@ def trial_job(job: JobSpec, i: int, values: dict[str, Any]) -> JobSpec:
     out = with_values(job, values)
     key = stable_hash({"tuning_key": job.cell_key, "trial": i, "values": values})
     params = {**out.params, "seed": str(job.tuning.trial_seed + i), "validation": "budget",
-              "tuning_select": job.selection_criterion, **{f"trial.{k}": str(v) for k, v in values.items()}}  # fmt: skip
+              "tuning_select": job.selection_criterion}  # fmt: skip
+    params.update({f"trial.{k}": str(v) for k, v in values.items()})
     return replace(out, seed=job.tuning.trial_seed + i, run_key=key, tuning_key=job.cell_key, trial=i,
                    validation="budget", baseline=None, reference=None, baseline_key=None, scores=False,
                    params=params, config_yaml="")  # fmt: skip

@@ -20,9 +20,9 @@ from benchmark import tracking
 from benchmark.compose import build_job, compose_job, run_identity
 from benchmark.data import Splits, TensorImageSet, validation_subset
 from benchmark.job import execute
+from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.report import build_report, load_runs
 from benchmark.report.tuning import tuning_table
-from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.run import run_job
 from benchmark.spec import Context
 from benchmark.splits import load_splits
@@ -332,6 +332,7 @@ def test_the_report_shows_default_and_tuned_verdicts_side_by_side_and_trials_nev
     tuned_tags = {"tuned": "true", "tuning_select": "source_val", "selection_oracle": "true"}
     for seed in range(3):
         for recipe, gain, extra in (("d", -0.05, {}), ("t", 0.10, tuned_tags)):
+            cost = {"tuning/trials": 2, "tuning/seconds": 9} if extra else {}
             base_key = f"base-{recipe}-{seed}"
             _record(client, exp, {**common, "source": "scratch:test_resnet", "strategy": "scratch", "seed": seed,
                                   "role": "baseline", "run_key": base_key, **extra},
@@ -340,7 +341,7 @@ def test_the_report_shows_default_and_tuned_verdicts_side_by_side_and_trials_nev
             _record(client, exp, {**common, "strategy": "dann", "seed": seed, "role": "transfer",
                                   "run_key": f"{recipe}-{seed}", "baseline_key": base_key, "cell_key": recipe,
                                   "variant": "tuned=2xtpe" if extra else "", **extra},
-                    {"test/acc": 0.5 + gain + 0.01 * seed, **({"tuning/trials": 2, "tuning/seconds": 9} if extra else {})},
+                    {"test/acc": 0.5 + gain + 0.01 * seed, **cost},
                     {"tuned.budget.lr": "0.02", "tuned.strategy.weight": "0.5"} if extra else None)  # fmt: skip
     _record(client, exp, {**common, "strategy": "dann", "seed": 1000, "role": "trial", "run_key": "trial0",
                           "cell_key": "t", "tuning_key": "t", "trial": 0}, {"val/selected_acc": 0.9})  # fmt: skip
