@@ -156,7 +156,8 @@ def _runs(ctx, **tags) -> list:
 
 
 def _trials(ctx, strategy: str) -> dict[int, object]:
-    return {int(r.data.tags["trial"]): r for r in _runs(ctx, role="trial", strategy=strategy)}
+    """Trial index -> its newest run (search order is newest first)."""
+    return {int(r.data.tags["trial"]): r for r in reversed(_runs(ctx, role="trial", strategy=strategy))}
 
 
 def test_trials_zero_is_the_default_recipe_and_leaves_run_keys_unchanged():
@@ -358,3 +359,25 @@ def test_the_report_shows_default_and_tuned_verdicts_side_by_side_and_trials_nev
     assert row["trials (transfer/baseline)"] == "2/2" and row["tuning s (transfer/baseline)"] == "9/7"
     assert "## Tuned versus default recipe" in report.markdown and (tmp_path / "tuning.csv").is_file()
     assert "positive (oracle)" in (tmp_path / "verdicts.md").read_text()
+
+
+@pytest.mark.slow  # ~35 s on 2 shared cores: five short runs
+def test_a_baseline_study_resumes_and_a_failed_trial_is_the_only_one_trained_again(ctx):
+    """The fast version of the resume contract (a scratch cell: no source to pretrain)."""
+    job = compose_job([*TINY, "strategy=scratch", "budget.min_steps=4"])
+    first = execute(job, ctx)
+    trials = _trials(ctx, "scratch")
+    assert sorted(trials) == [0, 1] and all(not any(k.startswith("test/") for k in r.data.metrics)
+                                                for r in trials.values())  # fmt: skip
+    assert [trials[i].data.tags["seed"] for i in range(2)] == ["1000", "1001"]
+    run = ctx.client.get_run(first.run_id)
+    assert (
+        run.data.tags["tuned"] == "true" and run.data.metrics["tuning/trials"] == 2 and "test/acc" in run.data.metrics
+    )
+    before = {r.info.run_id for r in _runs(ctx)}
+    ctx.client.set_terminated(trials[1].info.run_id, "FAILED")  # the last trial failed: only it trains again
+    again = execute(job, ctx)
+    now = _trials(ctx, "scratch")
+    assert {r.info.run_id for r in _runs(ctx)} - before == {now[1].info.run_id}
+    assert now[1].data.params == trials[1].data.params and now[0].info.run_id == trials[0].info.run_id
+    assert again.reused and again.run_id == first.run_id
