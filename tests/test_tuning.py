@@ -22,7 +22,7 @@ from benchmark.data import Splits, TensorImageSet, validation_subset
 from benchmark.job import execute
 from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.report import build_report, load_runs
-from benchmark.report.tuning import tuning_table
+from benchmark.report.tuning import default_variant, tuning_table
 from benchmark.run import run_job
 from benchmark.spec import Context
 from benchmark.splits import load_splits
@@ -359,6 +359,7 @@ def test_the_report_shows_default_and_tuned_verdicts_side_by_side_and_trials_nev
     assert row["trials (transfer/baseline)"] == "2/2" and row["tuning s (transfer/baseline)"] == "9/7"
     assert "## Tuned versus default recipe" in report.markdown and (tmp_path / "tuning.csv").is_file()
     assert "positive (oracle)" in (tmp_path / "verdicts.md").read_text()
+    assert default_variant("frozen_stages=1, tuned=4xtpe") == "frozen_stages=1"  # the tuned part is anywhere
 
 
 @pytest.mark.slow  # ~35 s on 2 shared cores: five short runs

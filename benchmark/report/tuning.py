@@ -2,8 +2,8 @@
 cell of the same source, target, strategy, label budget and other settings, with both verdicts, the values its study
 chose and what the studies cost on each side of the pair.
 
-A tuned cell's ``variant`` starts with ``tuned=KxSAMPLER`` (``benchmark.identity.variant``); the rest of it is what
-the default cell's variant says. Trial runs (``role=trial``) never enter cells: ``load_runs`` keeps baseline and
+A tuned cell's ``variant`` holds a part ``tuned=KxSAMPLER`` (``benchmark.identity.variant``); the other parts are
+what the default cell's variant says. Trial runs (``role=trial``) never enter cells: ``load_runs`` keeps baseline and
 transfer runs only, and this table reads the tuned runs' own ``tuned.*`` params and ``tuning/*`` metrics.
 """
 
@@ -16,12 +16,13 @@ import pandas as pd
 
 from benchmark.report.tables import verdict_text
 
-TUNED_PART = re.compile(r"^tuned=\d+x\w+(, )?")
-"""The tuning part of a tuned cell's variant; what remains is the default cell's variant."""
+TUNED_PART = re.compile(r"^tuned=\d+x\w+$")
+"""The tuning part of a tuned cell's variant (one of its ``, ``-joined parts)."""
 
 
 def default_variant(variant: str) -> str:
-    return TUNED_PART.sub("", variant or "")
+    """The variant of the default-recipe cell a tuned cell is compared with: its own without the tuning part."""
+    return ", ".join(p for p in (variant or "").split(", ") if p and not TUNED_PART.match(p))
 
 
 def tuning_table(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
