@@ -3,6 +3,10 @@
 Thin by design: Hydra composes the config, ``benchmark.compose`` turns it into a typed job, ``benchmark.job`` runs
 it, and the job's record goes to the sweep's finaliser. Each job prints one line: ``[k/N]``, the sweep's elapsed
 time and an ETA (``benchmark.sweep.progress``), then its result. Signals end the runs in flight KILLED (exit 130/143).
+
+Importing this module costs what Hydra costs (~0.2 s), nothing more: torch, Lightning, timm and MLflow (~8 s of CPU
+on 2 cores) are imported when a job runs (``run_job``) or a sweep starts (``main``), never for tab completion or
+``--help``, which start this app on every <kbd>Tab</kbd> (``tests/test_overhead.py`` checks it).
 """
 
 from __future__ import annotations
@@ -15,18 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from benchmark import devices, sweep, sweeper, tracking
-from benchmark.compose import build_job, build_lineage
 from benchmark.config_path import CONFIG_NAME, CONFIG_PATH
-from benchmark.hydra_callback import artifact_root
-from benchmark.job import execute
-from benchmark.spec import Context, check_rerun
-from benchmark.train import SELECTED_VAL
 
 log = logging.getLogger("benchmark")
 
@@ -52,12 +49,22 @@ def parallel_launcher(launcher: DictConfig) -> bool:
 
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads (None: all cores); returns the number used."""
+    import torch  # here, not at the top: tab completion and --help import this module and never train
+
     n = threads or os.cpu_count() or 1
     torch.set_num_threads(n)
     return n
 
 
 def run_job(cfg: DictConfig) -> float | None:
+    # here, not at the top: tab completion and --help import this module and must not pay for torch, Lightning,
+    # timm and MLflow (~8 s of CPU); a sweep pays once, its first job, since its jobs share one process
+    from benchmark import devices, sweep, tracking
+    from benchmark.compose import build_job, build_lineage
+    from benchmark.hydra_callback import artifact_root
+    from benchmark.job import execute
+    from benchmark.spec import Context, check_rerun
+
     hc = HydraConfig.get()
     root = Path(hc.runtime.cwd)
     choices = dict(hc.runtime.choices)
@@ -116,6 +123,8 @@ def objective(metrics: dict[str, float], selection: str) -> float | None:
     selected weights (``val/selected_acc``), never a ``test/`` metric, so a study never selects on the test split.
     Runs recorded before that metric existed fall back to their last ``val/acc`` under ``selection=last`` (the same
     value); None when the run validated nothing (evaluation protocols)."""
+    from benchmark.train import SELECTED_VAL  # here, not at the top: tab completion imports this module (Lightning)
+
     if SELECTED_VAL in metrics:
         return float(metrics[SELECTED_VAL])
     if selection == "last" and "val/acc" in metrics:
@@ -132,8 +141,17 @@ def _interrupted(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # runs in flight end KILLED, the sweep is finalised KILLED, exit 130/143
 
 
+LIGHT_FLAGS = ("--shell-completion", "--help", "-h", "--hydra-help")
+"""Requests that only read the configs: Hydra answers them without a job or a sweep, so nothing heavy is imported."""
+
+
 def main() -> None:
-    sweeper.register()
+    light = any(arg.split("=", 1)[0] in LIGHT_FLAGS for arg in sys.argv[1:])
+    if not light:
+        # here, not at the top: the sweeper imports MLflow and SciPy, which tab completion and --help never need
+        from benchmark import sweep, sweeper
+
+        sweeper.register()
     signal.signal(signal.SIGTERM, _interrupted)
     # Ctrl-C too, not as KeyboardInterrupt: Lightning catches that inside fit and calls sys.exit(1), which reads as
     # a failed job (exit 1, parent FAILED) instead of an interrupted sweep
@@ -148,7 +166,8 @@ def main() -> None:
         killed = exc.code not in (None, 0, 1, 2)  # 1: a job failed (Hydra), 2: preflight; others: a signal
         raise
     finally:
-        sweep.finalize_active(killed)  # released Hydra skips on_multirun_end when a job failed
+        if not light:  # a light request starts no sweep
+            sweep.finalize_active(killed)  # released Hydra skips on_multirun_end when a job failed
 
 
 if __name__ == "__main__":
