@@ -23,6 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from benchmark import phases
 from benchmark.config_path import CONFIG_NAME, CONFIG_PATH
 
 log = logging.getLogger("benchmark")
@@ -57,6 +58,13 @@ def set_threads(threads: int | None) -> int:
 
 
 def run_job(cfg: DictConfig) -> float | None:
+    """Run the job ``cfg`` describes and return its objective (``objective``), timing where its wall time goes
+    (``benchmark.phases``: logged on the run it trained, written to its sweep record)."""
+    with phases.job() as watch:
+        return _run_job(cfg, watch)
+
+
+def _run_job(cfg: DictConfig, watch: phases.Stopwatch) -> float | None:
     # here, not at the top: tab completion and --help import this module and must not pay for torch, Lightning,
     # timm and MLflow (~8 s of CPU); a sweep pays once, its first job, since its jobs share one process
     from benchmark import devices, sweep, tracking
@@ -80,20 +88,25 @@ def run_job(cfg: DictConfig) -> float | None:
         uri = state.tracking_uri if state is not None else tracking.resolve_uri(cfg.tracking.uri, root)
         rerun = check_rerun(cfg.get("rerun", "none"))
         job_num = int(hc.job.num) if multirun else 0  # a single run has no job number (Hydra leaves it unset)
-        job = devices.assign(build_job(cfg, choices), job_num, multirun and parallel_launcher(hc.launcher))
+        with phases.phase("compose"):
+            job = devices.assign(build_job(cfg, choices), job_num, multirun and parallel_launcher(hc.launcher))
         record.update(name=job.name, run_key=job.run_key, baseline_key=job.baseline_key, role=job.meta.role,
                       cell=list(job.cell))  # fmt: skip
-        if state is not None:
+        with phases.phase("store"):
             client = tracking.open_store(uri)
-            exp_id, parent, sweep_id = state.experiment_id, state.parent_run_id, state.sweep_id
-        else:
-            client = tracking.open_store(uri)
-            exp_id = tracking.ensure_experiment(client, cfg.tracking.experiment, artifact_root(cfg))
-            tracking.reap_stale(client, exp_id, float(cfg.tracking.stale_after_s))
-            parent = sweep_id = None
+            if state is not None:
+                exp_id, parent, sweep_id = state.experiment_id, state.parent_run_id, state.sweep_id
+            else:
+                exp_id = tracking.ensure_experiment(client, cfg.tracking.experiment, artifact_root(cfg))
+                tracking.reap_stale(client, exp_id, float(cfg.tracking.stale_after_s))
+                parent = sweep_id = None
         ctx = Context(client, exp_id, Path(cfg.cache_dir).resolve(), parent, sweep_id, rerun=rerun,
                       lineage=build_lineage(cfg.tracking))  # fmt: skip
         outcome = execute(job, ctx)
+        spent = watch.metrics()
+        record["phases"] = spent
+        if not outcome.reused:  # where the run's job spent its time, next to time/fit_s (a reused run keeps its own)
+            tracking.log_metrics(client, outcome.run_id, spent)
         record.update(status="ok", run_id=outcome.run_id, reused=outcome.reused,
                       baseline_run_id=outcome.baseline_run_id, baseline_reused=outcome.baseline_reused,
                       reference_run_id=outcome.reference_run_id)  # fmt: skip
