@@ -11,6 +11,7 @@ on 2 cores) are imported when a job runs (``run_job``) or a sweep starts (``main
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -180,7 +181,12 @@ def main() -> None:
         raise
     finally:
         if not light:  # a light request starts no sweep
-            sweep.finalize_active(killed)  # released Hydra skips on_multirun_end when a job failed
+            sweep.finalize_active(killed)
+        # Nothing of what the imports built (torch, Lightning, MLflow, pandas: millions of objects) is garbage before
+        # exit, yet the interpreter's last collections walk it all: 2.6-3.6 s of a 2-core machine, against 0.5 s
+        # frozen (measured 2026-11-30). Freezing leaves that memory to the OS; atexit handlers still run and
+        # reference counting still closes files.
+        gc.freeze()  # released Hydra skips on_multirun_end when a job failed
 
 
 if __name__ == "__main__":
