@@ -210,11 +210,11 @@ def fit_and_test(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        t0 = time.perf_counter()
         resume = str(checkpoint) if checkpoint is not None and Path(checkpoint).is_file() else None
         with phases.phase("fit"):
+            t0 = time.perf_counter()
             pl_trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
-        fit_s = time.perf_counter() - t0
+            fit_s = time.perf_counter() - t0
         metrics = {"time/fit_s": fit_s, "train/epochs": float(epochs), "train/total_steps": float(total_steps)}
         if test is not None:
             t0 = time.perf_counter()
