@@ -93,3 +93,13 @@ def test_phases_count_self_time_once():
     assert 0.03 <= spent["time/job_outer_s"] < spent["time/job_inner_s"]  # the inner 0.05 s is not the outer's
     assert spent["time/job_s"] == spent["time/job_inner_s"] + spent["time/job_outer_s"]
     assert phases.phase("fit").__class__.__name__ == "nullcontext"  # outside a job, a phase times nothing
+
+
+def test_the_jobs_of_a_process_share_one_client_per_store(tmp_path, store):
+    # The basic launcher runs a sweep's jobs in one process: the store is opened (probed, put in WAL mode) once.
+    from benchmark import tracking
+
+    client = tracking.open_store(store)
+    assert tracking.open_store(store) is client
+    other = tracking.open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    assert other is not client and (tmp_path / "other.db").is_file()
