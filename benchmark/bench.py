@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CELL = ["source=synth_digits", "target=digits", "strategy=finetune", "label_budget=null", "seed=0",
         "budget.epochs=40"]  # fmt: skip
+PHASES = ("compose", "store", "lookup", "run", "setup", "fit", "test", "log", "compare", "scores", "other")
+"""A job's phases (``benchmark.phases``), in the order a job goes through them."""
 GRID = ["source=synth_digits,shapes", "strategy=finetune", "label_budget=10", "seed=0,1"]
 
 
@@ -175,7 +177,7 @@ def overhead(base: Path, store: Path, cache: Path, reps: int) -> dict:
         metrics.append(run.data.metrics)
         wall, out = _timed([sys.executable, "-m", "benchmark.bench", "plain", str(ckpt), str(epochs), "2"])
         plain_runs.append((wall, json.loads(out.strip().splitlines()[-1])))
-    imports = [_timed([sys.executable, "-c", "import benchmark.run"])[0] for _ in range(reps)]
+    imports = [_timed([sys.executable, "-c", "import benchmark.job"])[0] for _ in range(reps)]
     med = lambda k: _median([m.get(k, math.nan) for m in metrics])  # noqa: E731
     return {
         "harness_s": _median(harness),
@@ -184,15 +186,13 @@ def overhead(base: Path, store: Path, cache: Path, reps: int) -> dict:
         "harness_test_acc": med("test/acc"),
         "plain_test_acc": _median([p["test_acc"] for _, p in plain_runs]),
         "breakdown": {
-            "imports (python -c 'import benchmark.run')": _median(imports),
+            "imports of a job (python -c 'import benchmark.job')": _median(imports),
+            "outside the job (imports, Hydra start-up and composition, exit)": _median(harness) - med("time/job_s"),
+            "the job (time/job_s), of which:": med("time/job_s"),
+            **{f"  {name}": med(f"time/job_{name}_s") for name in PHASES},
             "harness fit (Lightning loop, validation, per-epoch MLflow logging)": med("time/fit_s"),
             "  of which MLflow per-epoch logging": med("time/epoch_logging_s"),
             "plain loop fit": _median([p["fit_s"] for _, p in plain_runs]),
-            "harness test evaluation": med("time/test_s"),
-            "harness set-up (data, model, weights, run creation)": med("time/setup_s"),
-            "rest (Hydra composition, store, baseline lookup, deltas)": _median(harness)
-            - _median(imports)
-            - med("time/total_s"),
         },
     }
 
@@ -349,8 +349,13 @@ def quickstart(base: Path, seeds: int) -> dict:
     work.mkdir()
     args = ["experiment=quickstart", "seed=" + ",".join(str(s) for s in range(seeds))]
     cold, _ = _timed(_harness(args, work, multirun=True))
+    fit, _ = _sweep_cost(work / "mlflow.db")
+    cold_jobs = sum(r["phases"]["time/job_s"] for r in _records(work / "sweep"))
+    shutil.rmtree(work / "sweep")
     warm, _ = _timed(_harness(args, work, multirun=True))
-    return {"seeds": seeds, "cold_s": cold, "warm_s": warm}
+    warm_jobs = sum(r["phases"]["time/job_s"] for r in _records(work / "sweep"))
+    return {"seeds": seeds, "cold_s": cold, "warm_s": warm, "cold_fit_s": fit, "cold_jobs_s": cold_jobs,
+            "warm_jobs_s": warm_jobs}  # fmt: skip
 
 
 ADAPTIVE_GRIDS = {
@@ -376,6 +381,38 @@ def _sweep_cost(store: Path) -> tuple[float, dict[tuple, str]]:
         for r in runs if r.data.tags.get("role") == "cell"
     }  # fmt: skip
     return fit, cells
+
+
+def _records(sweep_dir: Path) -> list[dict]:
+    """The job records a sweep wrote (``benchmark.sweep.write_record``), in job order."""
+    return [json.loads(p.read_text()) for p in sorted(sweep_dir.rglob("transfer_bench_jobs/*.json"))]
+
+
+def jobs_overhead(base: Path, store: Path, cache: Path, seeds: int) -> dict:
+    """Per-job overhead of a sweep: the quickstart grid with ``seeds`` seeds on a warm source cache (pretraining
+    is not part of it), then the same command again (every job reused). Each job's phases come from its record
+    (``benchmark.phases``); the training share is the sum of ``time/fit_s`` of the runs it trained over the
+    command's wall time, the rest of the command (start-up, preflight, the sweep's report) is what no job holds."""
+    work = _fresh(base, "jobs", store, cache)
+    args = ["experiment=quickstart", "seed=" + ",".join(str(s) for s in range(seeds)), "trainer.threads=2"]
+    cold, _ = _timed(_harness(args, work, multirun=True))
+    fit, _ = _sweep_cost(work / "mlflow.db")
+    trained = _records(work / "sweep")
+    shutil.rmtree(work / "sweep")
+    warm, _ = _timed(_harness(args, work, multirun=True))
+    reused = _records(work / "sweep")
+    imports = _median([_timed([sys.executable, "-c", "import benchmark.job"])[0] for _ in range(3)])
+    return {"jobs": len(trained), "cold_s": cold, "fit_s": fit, "trained": [r["phases"] for r in trained],
+            "warm_s": warm, "reused": [r["phases"] for r in reused], "job_imports_s": imports}  # fmt: skip
+
+
+def _phase_table(rows: list[dict]) -> dict[str, float]:
+    """Mean seconds per job of each phase, and of the job's harness time (its wall time minus its fit)."""
+    names = sorted({k for r in rows for k in r}, key=lambda k: -sum(r.get(k, 0.0) for r in rows))
+    out = {k.removeprefix("time/job_").removesuffix("_s"): sum(r.get(k, 0.0) for r in rows) / len(rows)
+           for k in names if k != "time/job_s"}  # fmt: skip
+    out["harness (job wall - fit)"] = sum(r["time/job_s"] - r.get("time/job_fit_s", 0.0) for r in rows) / len(rows)
+    return out
 
 
 def adaptive_vs_fixed(base: Path, cache: Path, grids: list[str], lo: int, hi: int) -> dict:
@@ -411,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-quickstart", action="store_true")
     parser.add_argument("--quickstart-seeds", type=int, default=3, help="seeds of the quickstart sweep (preset: 5)")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="overhead frozen throughput share quickstart loading adaptive")  # fmt: skip
+                        help="overhead frozen throughput share quickstart loading adaptive jobs")  # fmt: skip
+    parser.add_argument("--jobs-seeds", type=int, default=2, help="seeds of the per-job overhead sweep (jobs)")
     parser.add_argument("--adaptive-grids", nargs="*", default=list(ADAPTIVE_GRIDS), choices=list(ADAPTIVE_GRIDS))
     parser.add_argument("--adaptive-seeds", nargs=2, type=int, default=[3, 10], metavar=("MIN", "MAX"))
     args = parser.parse_args(argv)
@@ -436,11 +474,12 @@ def main(argv: list[str] | None = None) -> int:
         source_weights_file(compose_job([f"source={src}"]), ctx)  # pretrain both sources, untimed
     store, cache = base / "store.db", prep / "cache"
     shutil.rmtree(cache / "locks", ignore_errors=True)
-    want = set(args.only or ["overhead", "frozen", "throughput", "share", "quickstart", "loading", "adaptive"])
+    want = set(args.only or ["overhead", "jobs", "frozen", "throughput", "share", "quickstart", "loading", "adaptive"])
     if args.skip_quickstart:
         want.discard("quickstart")
     report: dict = {"machine": f"{os.cpu_count()} cores, torch threads 2", "reps": args.reps}
     steps = [("overhead", lambda: overhead(base, store, cache, args.reps)),
+             ("jobs", lambda: jobs_overhead(base, store, cache, args.jobs_seeds)),
              ("frozen", lambda: frozen_features(base, store, cache, args.reps)),
              ("throughput", lambda: throughput(base, store, cache)),
              ("share", lambda: compute_share(base, store, cache)),
@@ -474,6 +513,25 @@ def print_report(r: dict) -> None:
         print(f"   test acc: harness {o['harness_test_acc']:.4f}, plain loop {o['plain_test_acc']:.4f}")
         for k, v in o["breakdown"].items():
             print(f"   {k:<70} {v:7.2f} s")
+    if "jobs" in r:
+        j = r["jobs"]
+        n, inside = j["jobs"], sum(p["time/job_s"] for p in j["trained"])
+        harness = _phase_table(j["trained"])["harness (job wall - fit)"]
+        print(f"\n1b. per-job overhead, quickstart grid ({n} jobs, warm source cache): command {j['cold_s']:.1f} s, "
+              f"training (sum of time/fit_s) {j['fit_s']:.1f} s -> share {100 * j['fit_s'] / j['cold_s']:.0f}% "
+              f"(target >= 90%); harness {harness:.2f} s per job inside jobs (target <= 0.3 s), "
+              f"{(j['cold_s'] - j['fit_s']) / n:.2f} s per job over the whole command")  # fmt: skip
+        print(f"   outside jobs (process start-up, preflight, the sweep's runs and report): "
+              f"{j['cold_s'] - inside:.1f} s; importing what a job needs (python -c 'import benchmark.job') "
+              f"{j['job_imports_s']:.1f} s")  # fmt: skip
+        for label, rows in (("trained", j["trained"]), ("reused", j["reused"])):
+            table = ", ".join(f"{k} {v:.3f}" for k, v in _phase_table(rows).items())
+            print(f"   mean seconds per {label} job: {table}")
+        print(f"   warm (every job reused): command {j['warm_s']:.1f} s, inside jobs "
+              f"{sum(p['time/job_s'] for p in j['reused']):.1f} s")  # fmt: skip
+        for i, p in enumerate(j["trained"]):
+            print(f"   job {i:>2}: wall {p['time/job_s']:6.2f} s, fit {p.get('time/job_fit_s', 0.0):6.2f} s, harness "
+                  f"{p['time/job_s'] - p.get('time/job_fit_s', 0.0):5.2f} s")  # fmt: skip
     if "frozen" in r:
         f = r["frozen"]
         print(f"\n2. frozen features (linear probe, all labels, {f['cached_epochs']:.0f} epochs): an epoch takes "
@@ -498,6 +556,10 @@ def print_report(r: dict) -> None:
         q = r["quickstart"]
         print(f"\n5. quickstart ({q.get('seeds', 5)} seeds): cold {q['cold_s']:.0f} s (pretraining included), warm "
               f"{q['warm_s']:.0f} s")  # fmt: skip
+        print(f"   cold: training (sum of time/fit_s; pretraining not included) {q['cold_fit_s']:.0f} s, inside jobs "
+              f"{q['cold_jobs_s']:.0f} s (pretraining, set-up, tests, scores...), outside jobs "
+              f"{q['cold_s'] - q['cold_jobs_s']:.0f} s (start-up, preflight, the sweep's report); warm: inside jobs "
+              f"{q['warm_jobs_s']:.1f} s, outside jobs {q['warm_s'] - q['warm_jobs_s']:.1f} s")  # fmt: skip
     if "loading" in r:
         d = r["loading"]
         print(f"\n6. image folder loading ({d['images']} JPEGs of 256 px -> {d['size']} px, {d['workers']} workers): "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from benchmark import tracking
+from benchmark import phases, tracking
 from benchmark.callbacks import RunWatch
 from benchmark.compare import flag_provenance, log_deltas, log_scores
 from benchmark.lifecycle import resumable_run, tracked_run
@@ -33,13 +33,16 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
     if baseline is not None:
         outcome.baseline_run_id = baseline.run_id
         outcome.baseline_reused = baseline.reused
-        outcome.deltas = log_deltas(ctx.client, outcome.run_id, baseline.run_id)
-        flag_provenance(ctx.client, outcome.run_id, baseline.run_id)
+        with phases.phase("compare"):
+            outcome.deltas = log_deltas(ctx.client, outcome.run_id, baseline.run_id)
+            flag_provenance(ctx.client, outcome.run_id, baseline.run_id)
     if reference is not None:
         outcome.reference_run_id = reference.run_id
-        outcome.deltas.update(log_deltas(ctx.client, outcome.run_id, reference.run_id, prefix="reference"))
+        with phases.phase("compare"):
+            outcome.deltas.update(log_deltas(ctx.client, outcome.run_id, reference.run_id, prefix="reference"))
     if job.scores and job.meta.uses_source_weights and not job.is_baseline:
-        log_scores(job, ctx, outcome.run_id)
+        with phases.phase("scores"):
+            log_scores(job, ctx, outcome.run_id)
     return outcome
 
 
@@ -67,7 +70,8 @@ def ensure_run(job: JobSpec, ctx: Context) -> JobOutcome:
 def reusable_run(job: JobSpec, ctx: Context):
     """The newest FINISHED run of the job's key, if ``ctx.rerun`` lets it be reused (``all``: only one this very
     sweep made, so a baseline several jobs share is trained again once, not once per job)."""
-    found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
+    with phases.phase("lookup"):
+        found = tracking.find_finished(ctx.client, ctx.experiment_id, job.run_key)
     if found is not None and ctx.rerun == "all":
         made_here = ctx.sweep_id is not None and found.data.tags.get("sweep_id") == ctx.sweep_id
         return found if made_here else None
@@ -79,7 +83,9 @@ def train_run(
 ) -> JobOutcome:
     """Create (or reopen) the MLflow run, train and test (``benchmark.lifecycle.tracked_run``: a failure leaves a
     FAILED or KILLED run with its traceback, then re-raises). ``watch`` observes the run (tests)."""
-    with tracked_run(job, ctx, resume_run_id) as run:
-        metrics = train(job, ctx, run.run_id, run.checkpoint, watch)
-        tracking.log_metrics(ctx.client, run.run_id, metrics)
+    with phases.phase("run"), tracked_run(job, ctx, resume_run_id) as run:
+        with phases.phase("setup"):  # fit and test are phases of their own (benchmark.train)
+            metrics = train(job, ctx, run.run_id, run.checkpoint, watch)
+        with phases.phase("log"):
+            tracking.log_metrics(ctx.client, run.run_id, metrics)
     return JobOutcome(run.run_id, False, metrics=metrics)

@@ -25,14 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow.pytorch
 import numpy as np
 import timm
 import torch
 from mlflow.data.schema import TensorDatasetSchema
 from mlflow.entities import Dataset, DatasetInput, InputTag, LoggedModelOutput, LoggedModelStatus
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, infer_signature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
@@ -148,6 +146,10 @@ def log_model(
     ``mlflow.pytorch.load_model`` gives a module ready to predict. ``registered_name``: also register it as a new
     version of that registered model.
     """
+    # here, not at the top: MLflow's model flavors cost ~1.7 s of imports, and runs log no model by default
+    import mlflow.pytorch
+    from mlflow.models import Model, infer_signature
+
     t0 = time.perf_counter()
     run = client.get_run(run_id)
     cpu = copy.deepcopy(model).cpu().eval()

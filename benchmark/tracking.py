@@ -66,8 +66,13 @@ def open_store(uri: str) -> MlflowClient:
     file at once corrupt it. WAL lets readers (the UI, reports) work while a sweep writes.
     A tracking server this process already found down (``note_unreachable``) is probed once instead of waited for
     again: ``ServerUnreachable`` at once while it is still down.
+
+    A database store this process already opened is not opened again: the jobs of a sweep share one process (Hydra's
+    basic launcher) and so one client (``_OPENED``); a tracking server is asked each time (it may have gone down).
     """
     path = sqlite_path(uri)
+    if uri in _OPENED and (path is None or path.is_file()):
+        return _OPENED[uri]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if uri in _DOWN:
@@ -82,7 +87,13 @@ def open_store(uri: str) -> MlflowClient:
     if path is not None:
         with sqlite3.connect(path, timeout=30) as con:
             con.execute("PRAGMA journal_mode=WAL")
+    if not is_http(uri):
+        _OPENED[uri] = client
     return client
+
+
+_OPENED: dict[str, MlflowClient] = {}
+"""Database stores this process opened (migrated, in WAL mode), by URI: ``open_store`` hands out the same client."""
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 from torch.utils.data import Dataset, Sampler, TensorDataset
 
+from benchmark import phases
 from benchmark.callbacks import DivergenceGuard, EpochCheckpoint, EpochLogger, ModelSelection
 from benchmark.data import EpochShuffle, seed_hash
 from benchmark.loaders import make_loader
@@ -170,8 +171,9 @@ def fit_and_test(
     val_every = max(d for d in range(1, max(1, epochs // 12) + 1) if epochs % d == 0)
     resuming = checkpoint is not None and Path(checkpoint).is_file()
     if not resuming and not callbacks and source_train is None and in_memory_features(train, val, test, trainer):
-        metrics = fit_in_memory(module, train, val, test, epochs, budget.batch_size, seed, order_salt, val_every,
-                                logger_cb, select_cb)  # fmt: skip
+        with phases.phase("fit"):  # its test is a phase of its own inside
+            metrics = fit_in_memory(module, train, val, test, epochs, budget.batch_size, seed, order_salt, val_every,
+                                    logger_cb, select_cb)  # fmt: skip
         metrics["selected_epoch"] = float(select_cb.selected_epoch)
         metrics.update(selected_val(select_cb, logger_cb.history))
         metrics["time/epoch_logging_s"] = logger_cb.logging_s
@@ -208,14 +210,16 @@ def fit_and_test(
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        t0 = time.perf_counter()
         resume = str(checkpoint) if checkpoint is not None and Path(checkpoint).is_file() else None
-        pl_trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
-        fit_s = time.perf_counter() - t0
+        with phases.phase("fit"):
+            t0 = time.perf_counter()
+            pl_trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
+            fit_s = time.perf_counter() - t0
         metrics = {"time/fit_s": fit_s, "train/epochs": float(epochs), "train/total_steps": float(total_steps)}
         if test is not None:
             t0 = time.perf_counter()
-            out = pl_trainer.test(module, make_loader(test, 512, False, seed, trainer.num_workers), verbose=False)
+            with phases.phase("test"):
+                out = pl_trainer.test(module, make_loader(test, 512, False, seed, trainer.num_workers), verbose=False)
             metrics["time/test_s"] = time.perf_counter() - t0
             metrics.update({k: float(v) for k, v in out[0].items()})
     metrics["selected_epoch"] = float(select_cb.selected_epoch)
@@ -308,7 +312,8 @@ def fit_in_memory(
     metrics = {"time/fit_s": time.perf_counter() - t0, "train/epochs": float(epochs), "train/total_steps": float(step)}
     if test is not None:
         t0 = time.perf_counter()
-        scores = _evaluate(module, test, module.test_metrics, "test/")
+        with phases.phase("test"):
+            scores = _evaluate(module, test, module.test_metrics, "test/")
         metrics["time/test_s"] = time.perf_counter() - t0
         metrics.update(scores)
     return metrics
