@@ -349,7 +349,7 @@ def quickstart(base: Path, seeds: int) -> dict:
     work.mkdir()
     args = ["experiment=quickstart", "seed=" + ",".join(str(s) for s in range(seeds))]
     cold, _ = _timed(_harness(args, work, multirun=True))
-    fit, _ = _sweep_cost(work / "mlflow.db")
+    fit = _fit_seconds(work / "mlflow.db")
     cold_jobs = sum(r["phases"]["time/job_s"] for r in _records(work / "sweep"))
     shutil.rmtree(work / "sweep")
     warm, _ = _timed(_harness(args, work, multirun=True))
@@ -365,22 +365,16 @@ ADAPTIVE_GRIDS = {
 """Grids the adaptive-seed comparison runs (their own seed axis is replaced by seeds 0..max-1 or the design's)."""
 
 
-def _sweep_cost(store: Path) -> tuple[float, dict[tuple, str]]:
-    """Sum of ``time/fit_s`` over the training runs in ``store`` and each cell's verdict (from its cell run)."""
+def _fit_seconds(store: Path) -> float:
+    """Sum of ``time/fit_s`` over the training runs in ``store``."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{store}")
     exp = client.get_experiment_by_name("bench")
     runs = client.search_runs([exp.experiment_id], max_results=5000)
-    fit = sum(
+    return sum(
         r.data.metrics.get("time/fit_s", 0.0) for r in runs if r.data.tags.get("role") in ("transfer", "baseline")
     )
-    cells = {
-        tuple(r.data.tags.get(k) for k in ("source", "target", "strategy", "label_budget", "comparison")):
-        r.data.tags.get("verdict", "?")
-        for r in runs if r.data.tags.get("role") == "cell"
-    }  # fmt: skip
-    return fit, cells
 
 
 def _records(sweep_dir: Path) -> list[dict]:
@@ -396,7 +390,7 @@ def jobs_overhead(base: Path, store: Path, cache: Path, seeds: int) -> dict:
     work = _fresh(base, "jobs", store, cache)
     args = ["experiment=quickstart", "seed=" + ",".join(str(s) for s in range(seeds)), "trainer.threads=2"]
     cold, _ = _timed(_harness(args, work, multirun=True))
-    fit, _ = _sweep_cost(work / "mlflow.db")
+    fit = _fit_seconds(work / "mlflow.db")
     trained = _records(work / "sweep")
     shutil.rmtree(work / "sweep")
     warm, _ = _timed(_harness(args, work, multirun=True))
@@ -434,8 +428,9 @@ def _sweeps_cost(store: Path) -> dict[str, dict]:
         out[sweep_id] = {
             "runs": len(used),
             "fit_s": float(used["metrics.time/fit_s"].fillna(0.0).sum()) if len(used) else 0.0,
-            "cells": {tuple(r.data.tags.get(k) for k in ("source", "target", "strategy", "label_budget", "comparison")):
-                      r.data.tags.get("verdict", "?") for r in cells},
+            "cells": {" ".join(str(r.data.tags.get(k)) for k in ("source", "target", "strategy", "label_budget",
+                                                                  "comparison")): r.data.tags.get("verdict", "?")
+                      for r in cells},  # keys are strings: the report is written as JSON
         }  # fmt: skip
     return out
 
@@ -535,7 +530,7 @@ def print_report(r: dict) -> None:
               f"{ad['replay_wall_s']:.0f} s); decided cells {g['decided']['adaptive']} vs {g['decided']['fixed']}; "
               f"verdicts agreeing {g['agree']} of {g['n_cells']}")  # fmt: skip
         for cell, verdict in sorted(fx["cells"].items()):
-            print(f"  {' '.join(str(c) for c in cell)}: fixed {verdict}, adaptive {ad['cells'].get(cell, '?')}")
+            print(f"  {cell}: fixed {verdict}, adaptive {ad['cells'].get(cell, '?')}")
     if "overhead" in r:
         o = r["overhead"]
         print(f"\n1. harness overhead, one cell (fine-tune, all labels): harness {o['harness_s']:.1f} s vs plain "
