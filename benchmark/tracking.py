@@ -96,6 +96,23 @@ _OPENED: dict[str, MlflowClient] = {}
 """Database stores this process opened (migrated, in WAL mode), by URI: ``open_store`` hands out the same client."""
 
 
+def checkpoint_stores() -> None:
+    """Fold each database store's write-ahead log into the database file, before the process exits.
+
+    ``benchmark.run.main`` freezes the garbage collector at exit, so MLflow's SQLAlchemy connections are never
+    closed and SQLite's own checkpoint on the last close never runs: the latest runs would stay in ``mlflow.db-wal``
+    (safe, SQLite replays it on the next open) and a copy of ``mlflow.db`` alone, the file users copy and share,
+    would silently lack them. A checkpoint from a fresh connection works while the others are still open."""
+    for uri in _OPENED:
+        path = sqlite_path(uri)
+        if path is not None and path.is_file():
+            con = sqlite3.connect(path, timeout=30)
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                con.close()
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:
     """The id of experiment ``name``, created (with an absolute artifact location) when missing."""
     exp = client.get_experiment_by_name(name)

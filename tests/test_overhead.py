@@ -6,8 +6,11 @@ tests check what is imported and what is recorded."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -56,6 +59,12 @@ def test_a_sweep_job_logs_its_phases_and_they_add_up_to_its_wall_time(tmp_path, 
     out = run_sweep(tmp_path, store, ["source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0,1"])
     command_s = time.perf_counter() - t0
     assert out.returncode == 0, out.stderr[-3000:]
+    # the frozen collector at exit closes no connection: the command must still leave every run in the database
+    # file itself, not only in its write-ahead log (a copy of mlflow.db alone would lose them)
+    db = Path(store.removeprefix("sqlite:///"))
+    shutil.copy(db, tmp_path / "alone.db")
+    with contextlib.closing(sqlite3.connect(tmp_path / "alone.db")) as con:
+        assert con.execute("select count(*) from runs where status = 'FINISHED'").fetchone()[0] >= 5
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("e2e")
     runs = {r.info.run_id: r for r in client.search_runs([exp.experiment_id], max_results=100)}
