@@ -116,8 +116,19 @@ def dataset_input(name: str, config: Mapping[str, Any], splits: Splits, context:
 
 
 def log_datasets(client: MlflowClient, run_id: str, inputs: list[DatasetInput]) -> None:
-    """Link the datasets to the run (the run page's Datasets panel); logging one again (a resumed run) is a no-op."""
-    client.log_inputs(run_id, datasets=inputs)
+    """Link the datasets to the run (the run page's Datasets panel); logging one again (a resumed run) is a no-op.
+
+    MLflow's SQL store checks whether a dataset exists, then inserts it: two jobs of a parallel sweep logging the
+    same dataset at once can both miss it, and the second insert fails on the table's unique constraint. The first
+    has then stored it, so logging again finds it and only links it (seen with Slurm's local executor)."""
+    for attempt in range(3):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as exc:
+            if ("UNIQUE constraint failed" not in str(exc) and "duplicate key" not in str(exc)) or attempt == 2:
+                raise
+            time.sleep(0.1 * (attempt + 1))
 
 
 # ----------------------------------------------------------------------------------------------------------------
