@@ -435,27 +435,98 @@ def _sweeps_cost(store: Path) -> dict[str, dict]:
     return out
 
 
-def adaptive_vs_fixed(base: Path, store: Path, cache: Path, grids: list[str], lo: int, hi: int) -> dict:
+DESIGN_VARIANTS = {
+    "O'Brien-Fleming, no futility stop": {"shape": 0.0, "futility": 0.0},
+    "O'Brien-Fleming, futility 0.1": {"shape": 0.0, "futility": 0.1},
+    "O'Brien-Fleming, futility 0.2": {"shape": 0.0, "futility": 0.2},
+    "O'Brien-Fleming, futility 0.3": {"shape": 0.0, "futility": 0.3},
+    "Wang-Tsiatis 0.25, futility 0.2": {"shape": 0.25, "futility": 0.2},
+    "Pocock, futility 0.2": {"shape": 0.5, "futility": 0.2},
+}
+"""Designs replayed on the fixed design's runs (``replay_designs``) beside the one the adaptive sweep ran."""
+
+
+def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
+    """What each design of ``DESIGN_VARIANTS`` would have cost on the fixed design's runs, without training: the
+    rounds of the sweeper (``sequential.plan_next_round`` on each cell's deltas in seed order, one family) replayed
+    on the stored deltas; a cell's seeds are those its verdict asked for, a baseline's the most any cell paired with
+    it used. Its training seconds are the ``time/fit_s`` of exactly those runs. ``design``: the adaptive sweep's
+    (looks, alpha, margin), of which each variant changes the boundary shape and the futility stop."""
+    import dataclasses
+
+    from benchmark import sequential
+    from benchmark.report.load import load_runs
+
+    runs = load_runs(tracking_uri=f"sqlite:///{store}", experiment="bench", sweep_ids=[sweep_id])
+    runs["seed"] = runs["tags.seed"].astype(int)
+    fit = runs.set_index("tags.run_key")["metrics.time/fit_s"].fillna(0.0).to_dict()
+    cells: dict[str, list[tuple[float, float, str]]] = {}  # cell -> (delta, fit_s, its baseline's run key) by seed
+    for _, r in runs[runs["tags.role"] == "transfer"].sort_values("seed").iterrows():
+        cells.setdefault(r["tags.cell_key"], []).append(
+            (r["metrics.delta/test/acc"], fit[r["tags.run_key"]], r["tags.baseline_key"])
+        )
+    out = {}
+    for name, knobs in DESIGN_VARIANTS.items():
+        plan_of = dataclasses.replace(sequential.SequentialDesign(**design), **knobs)
+        want = dict.fromkeys(cells, plan_of.min_seeds)
+        while True:  # the sweeper's rounds: each asks the open cells for their next look's seeds
+            seen = {k: [d for d, _, _ in v[: want[k]]] for k, v in cells.items()}
+            plan = sequential.plan_next_round(seen, plan_of)
+            if plan == want:
+                break
+            want = plan
+        decided = sequential.decide(seen, plan_of)
+        used = [row for k, v in cells.items() for row in v[: want[k]]]
+        baselines = {b for _, _, b in used}
+        out[name] = {
+            "fit_s": sum(f for _, f, _ in used) + sum(fit.get(b, 0.0) for b in baselines),
+            "runs": len(used) + len(baselines),
+            "decided": sum(d.verdict not in (sequential.OPEN, sequential.INCONCLUSIVE) for d in decided.values()),
+            "seeds": sorted(want.values()),
+        }
+    return out
+
+
+def adaptive_vs_fixed(base: Path, store: Path, cache: Path, grids: list[str], lo: int, hi: int,
+                      reuse: Path | None = None) -> dict:  # fmt: skip
     """Each grid's fixed design (seeds 0..hi-1, timed), then its adaptive design (``seeds.min=lo seeds.max=hi``)
     in the same store. A run's key does not depend on ``seeds.mode``, so the adaptive sweep asks for a subset of
     the fixed design's runs (the first seeds of every cell, more only where the verdict is open) and reuses them:
     its training compute is the ``time/fit_s`` of exactly the runs it used, measured once, on the same machine
     and under the same load as the fixed design's (a cold adaptive sweep would train the same runs again, and its
-    seconds would differ only by the machine's load). Its wall time here is the replay's, every run reused."""
+    seconds would differ only by the machine's load). Its wall time here is the replay's, every run reused.
+
+    ``reuse``: the work dir of an earlier ``--only adaptive`` run; its fixed designs (runs and wall time) are kept and
+    only the adaptive sweeps run again, with this checkout's design. ``designs``: what other designs would have cost
+    on the same runs (``replay_designs``)."""
+    from benchmark.sweep import find_state
+
     out = {}
     for grid in grids:
-        work = _fresh(base, f"adaptive_{grid}", store, cache)
         common = [*ADAPTIVE_GRIDS[grid], "trainer.threads=2"]
-        fixed_wall, _ = _timed(_harness([*common, f"seed={','.join(str(s) for s in range(hi))}"], work, True))
-        shutil.rmtree(work / "sweep")
+        if reuse is None:
+            work = _fresh(base, f"adaptive_{grid}", store, cache)
+            fixed_wall, _ = _timed(_harness([*common, f"seed={','.join(str(s) for s in range(hi))}"], work, True))
+            (work / "fixed_wall_s").write_text(f"{fixed_wall}\n")
+        else:
+            work = reuse / f"adaptive_{grid}"
+            if (work / "fixed_wall_s").exists():
+                fixed_wall = float((work / "fixed_wall_s").read_text())
+            else:  # a run before that file existed: its report has it
+                fixed_wall = json.loads((reuse / "bench.json").read_text())["adaptive"][grid]["fixed"]["wall_s"]
+        shutil.rmtree(work / "sweep", ignore_errors=True)
         replay_wall, _ = _timed(_harness([*common, "seeds.mode=adaptive", f"seeds.min={lo}", f"seeds.max={hi}"],
                                          work, True))  # fmt: skip
-        fixed, adaptive = _sweeps_cost(work / "mlflow.db").values()
+        sweeps = _sweeps_cost(work / "mlflow.db")
+        (fixed_id, fixed), (_, adaptive) = next(iter(sweeps.items())), list(sweeps.items())[-1]
         row = {"fixed": {**fixed, "wall_s": fixed_wall}, "adaptive": {**adaptive, "replay_wall_s": replay_wall}}
         f, a = fixed["cells"], adaptive["cells"]
         row["decided"] = {m: sum(v not in ("inconclusive", "?") for v in row[m]["cells"].values()) for m in row}
         row["agree"] = sum(f.get(k) == v for k, v in a.items())
         row["n_cells"] = len(f)
+        state = find_state(work / "sweep")
+        row["design"] = state.design if state else None
+        row["designs"] = replay_designs(work / "mlflow.db", fixed_id, state.design) if state else {}
         out[grid] = row
     return out
 
@@ -474,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs-seeds", type=int, default=2, help="seeds of the per-job overhead sweep (jobs)")
     parser.add_argument("--adaptive-grids", nargs="*", default=list(ADAPTIVE_GRIDS), choices=list(ADAPTIVE_GRIDS))
     parser.add_argument("--adaptive-seeds", nargs=2, type=int, default=[3, 10], metavar=("MIN", "MAX"))
+    parser.add_argument("--adaptive-from", type=Path, default=None, metavar="WORK_DIR",
+                        help="keep the fixed designs of an earlier --only adaptive run (its work dir) and run only "
+                             "the adaptive sweeps again")  # fmt: skip
     args = parser.parse_args(argv)
     t_all = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="tb-bench-"))
@@ -508,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
              ("quickstart", lambda: quickstart(base, args.quickstart_seeds)),
              ("loading", lambda: image_loading(base)),
              ("adaptive", lambda: adaptive_vs_fixed(base, store, cache, args.adaptive_grids,
-                                                    *args.adaptive_seeds))]  # fmt: skip
+                                                    *args.adaptive_seeds, reuse=args.adaptive_from))]  # fmt: skip
     for name, fn in steps:
         if name in want:
             t0 = time.perf_counter()
@@ -531,6 +605,10 @@ def print_report(r: dict) -> None:
               f"verdicts agreeing {g['agree']} of {g['n_cells']}")  # fmt: skip
         for cell, verdict in sorted(fx["cells"].items()):
             print(f"  {cell}: fixed {verdict}, adaptive {ad['cells'].get(cell, '?')}")
+        print("  other designs replayed on the fixed design's runs (no training; seeds per cell):")
+        for name, d in g.get("designs", {}).items():
+            print(f"    {name:<36} training {d['fit_s']:6.0f} s -> {d['fit_s'] / fx['fit_s']:.2f}x, "
+                  f"runs {d['runs']:>3}, decided {d['decided']}, seeds {d['seeds']}")  # fmt: skip
     if "overhead" in r:
         o = r["overhead"]
         print(f"\n1. harness overhead, one cell (fine-tune, all labels): harness {o['harness_s']:.1f} s vs plain "

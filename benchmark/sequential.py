@@ -57,7 +57,17 @@ confidence interval (Jennison & Turnbull 1989, JRSS B 51:305) at the level Holm 
 over the looks of each look's boundary-width t-interval, so that positive ⇔ it lies above +m, negative ⇔ below −m,
 equivalent ⇔ inside (−m, +m).
 
-Longer than most modules (about 400 lines) because a third of it is this derivation: the design, its calibration and
+**Stopping for futility (non-binding).** A cell whose deltas hover around the margin with a spread wider than it may
+never be decided; with ``futility = γ > 0`` it stops, ``inconclusive``, at the first look where its predictive chance
+of any verdict at the last look falls below γ (``verdict_chance``: Spiegelhalter, Freedman & Blackburn 1986;
+Jennison & Turnbull 2000, ch. 10). The chance is computed at level α/2 a side, the most lenient level Holm can test a
+cell at, so Holm's correction never makes a cell look more hopeless than it is. The rule is non-binding in the sense
+of group-sequential trials: it only ever stops looking, never rejects, and the efficacy boundaries are the ones
+above, computed as if no cell ever stopped early, so every p̃ stays valid and the family-wise error stays ≤ α (a
+stopped cell keeps the p̃ of its last look in the Holm family). It costs some power: the simulations of
+``tests/test_sequential.py`` and README "Adaptive seeds" give it next to the seeds it saves.
+
+Longer than most modules (about 450 lines) because a third of it is this derivation: the design, its calibration and
 its decisions are one argument and are read together.
 """
 
@@ -97,6 +107,7 @@ class SequentialDesign:
     alpha: float = 0.05
     margin: float = 0.0
     shape: float = 0.0
+    futility: float = 0.0
     n_null: int = 1 << 19
     null_seed: int = 0
 
@@ -114,6 +125,11 @@ class SequentialDesign:
             problems.append(f"margin={self.margin!r} (need margin >= 0, in metric units)")
         if not 0 <= self.shape <= 0.5:
             problems.append(f"shape={self.shape!r} (need 0 <= shape <= 0.5: 0 = O'Brien-Fleming, 0.5 = Pocock)")
+        if not 0 <= self.futility < 1:
+            problems.append(
+                f"futility={self.futility!r} (need 0 <= futility < 1: 0 = off, 0.1 = stop a cell whose "
+                "predictive probability of any verdict at the last look is below 10%)"
+            )
         if not (isinstance(self.n_null, int) and self.n_null >= 1000):
             problems.append(f"n_null={self.n_null!r} (need an integer >= 1000 null paths)")
         if problems:
@@ -229,6 +245,36 @@ def repeated_p(design: SequentialDesign, mean: np.ndarray, se: np.ndarray, seen:
     return out
 
 
+def verdict_chance(design: SequentialDesign, mean: np.ndarray, se: np.ndarray, n: int, u: float) -> np.ndarray:
+    """Predictive probability that a cell seen at ``n`` seeds gets a verdict at the last look (the futility rule).
+
+    With a flat prior on δ and the spread ``s`` taken as known, the last look's mean is
+    ``mean + s·√((n_K − n)/(n_K·n))·T`` with ``T`` Student's t on ``n − 1`` degrees of freedom (Spiegelhalter,
+    Freedman & Blackburn 1986, Controlled Clin. Trials 7:8, "predictive power"). The cell is positive at the last look
+    when that mean exceeds ``m + t_K·s/√n_K``, ``t_K`` the last look's boundary at the one-sided level ``u``
+    (negative mirrored; equivalent when it lies within ``±(m − t_K·s/√n_K)``); the three are disjoint and their
+    probabilities add up. Earlier looks are ignored (their boundaries are stricter). Used only to stop looking
+    (non-binding): it never makes a verdict, so it cannot raise an error rate, only lower the power.
+    """
+    n_last = design.max_seeds
+    df = np.asarray(design.looks, dtype=float)[-1] - 1
+    se_last = se * math.sqrt(n / n_last)
+    spread = se * math.sqrt((n_last - n) / n_last)
+    m = design.margin
+
+    def below(x: np.ndarray) -> np.ndarray:  # P(last mean < x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (x - mean) / np.where(spread > 0, spread, 1.0)
+            return np.where(spread > 0, special.stdtr(n - 1, z), (x > mean).astype(float))
+
+    t_last = float(special.stdtrit(df, special.ndtr(design.critical(u))))
+    chance = (1.0 - below(m + t_last * se_last)) + below(-m - t_last * se_last)
+    if m > 0:
+        low, high = -m + t_last * se_last, m - t_last * se_last
+        chance = chance + np.where(high > low, below(high) - below(low), 0.0)
+    return np.where(np.isfinite(mean) & np.isfinite(se), chance, 1.0)
+
+
 def holm_batched(p: np.ndarray) -> np.ndarray:
     """Holm step-down adjusted p-values along the last axis (the cells of a family); same as ``stats.holm``."""
     order = np.argsort(p, axis=-1, kind="stable")
@@ -258,8 +304,15 @@ class Replay:
     p_equivalence_adjusted: np.ndarray
 
 
-def replay(design: SequentialDesign, p: Mapping[str, np.ndarray], seen: np.ndarray) -> Replay:
-    """Replay the rounds (module docstring) on repeated p-values shaped ``(..., cells, looks)``."""
+def replay(
+    design: SequentialDesign,
+    p: Mapping[str, np.ndarray],
+    seen: np.ndarray,
+    mean: np.ndarray | None = None,
+    se: np.ndarray | None = None,
+) -> Replay:
+    """Replay the rounds (module docstring) on repeated p-values shaped ``(..., cells, looks)``; with
+    ``design.futility`` the oriented ``mean``/``se`` at each look drive the futility stop."""
     shape = seen.shape[:-1]
     decided = np.zeros(shape, dtype=bool)
     verdict = np.full(shape, _CODES[OPEN])
@@ -283,6 +336,12 @@ def replay(design: SequentialDesign, p: Mapping[str, np.ndarray], seen: np.ndarr
         verdict = np.where(new_dir, np.where(positive_side, _CODES[POSITIVE], _CODES[NEGATIVE]), verdict)
         verdict = np.where(new_eq, _CODES[EQUIVALENT], verdict)
         decided |= new_dir | new_eq
+        if design.futility > 0 and mean is not None and se is not None and r < len(design.looks) - 1:
+            # at α/2 a side, the most lenient level Holm can test any cell at: the chance is not understated by Holm
+            chance = verdict_chance(design, mean[..., r], se[..., r], design.looks[r], design.alpha / 2)
+            futile = live & ~decided & (chance < design.futility)
+            verdict = np.where(futile, _CODES[INCONCLUSIVE], verdict)
+            decided |= futile
     at_max = seen[..., -1]
     verdict = np.where(~decided & at_max, _CODES[INCONCLUSIVE], verdict)
     n_used = np.where(seen.any(axis=-1), np.asarray(design.looks)[look], 0)
@@ -294,7 +353,7 @@ def simulate(design: SequentialDesign, deltas: np.ndarray) -> Replay:
     got in the adaptive sweep are drawn but never looked at (each round reveals only undecided cells' next look)."""
     mean, se = _prefix_moments(deltas, design.looks)
     seen = np.ones(mean.shape, dtype=bool)
-    return replay(design, repeated_p(design, mean, se, seen), seen)
+    return replay(design, repeated_p(design, mean, se, seen), seen, mean, se)
 
 
 def repeated_interval(design: SequentialDesign, deltas: Sequence[float], n: int, level: float) -> tuple[float, float]:
@@ -369,7 +428,7 @@ def decide(
         padded[i, : counts[i]] = oriented[k][:width]
     seen = counts[:, None] >= np.asarray(looks)[None, :]
     mean, se = _prefix_moments(padded, looks)
-    result = replay(design, repeated_p(design, mean, se, seen), seen)
+    result = replay(design, repeated_p(design, mean, se, seen), seen, mean, se)
     out = {}
     for i, k in enumerate(keys):
         verdict = SEQUENTIAL_VERDICTS[result.verdict[i]]

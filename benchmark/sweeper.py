@@ -57,6 +57,8 @@ def design_of(config: DictConfig) -> sequential.SequentialDesign | None:
         min_seeds=int(seeds.get("min", 3)),
         max_seeds=int(seeds.get("max", 10)),
         step=int(seeds.get("step", 1)),
+        shape=float(seeds.get("shape", 0.0)),
+        futility=float(seeds.get("futility", 0.0)),
         alpha=float(config.verdict.alpha),
         margin=float(config.verdict.margin),
     )

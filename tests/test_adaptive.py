@@ -8,7 +8,7 @@ from collections import defaultdict
 from mlflow.tracking import MlflowClient
 from test_sweep import run_sweep, runs_by_role
 
-from benchmark import sequential
+from benchmark import sequential, sweep
 
 ARGS = ["source=synth_digits", "target=digits", "strategy=finetune,linear_probe", "label_budget=5",
         "seeds.mode=adaptive", "seeds.min=2", "seeds.max=4", "seed=0"]  # fmt: skip
@@ -27,7 +27,9 @@ def test_adaptive_seeds_follow_the_design_and_a_rerun_replays_it(tmp_path, store
     client = MlflowClient(store)
     exp_id = client.get_experiment_by_name("e2e").experiment_id
     deltas = _deltas(client, exp_id)
-    design = sequential.SequentialDesign(min_seeds=2, max_seeds=4, alpha=0.05, margin=0.01)
+    # the design the sweep ran, as its state recorded it (the config's boundary shape and futility stop included)
+    design = sequential.SequentialDesign(**sweep.find_state(tmp_path / "first").design)
+    assert (design.min_seeds, design.max_seeds, design.alpha, design.margin) == (2, 4, 0.05, 0.01)
 
     # replay the design round by round from the seeds in the store: each round's plan must be what was launched
     have = dict.fromkeys(deltas, 2)

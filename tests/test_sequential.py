@@ -93,6 +93,50 @@ def test_an_effect_of_twice_the_margin_reaches_the_stated_power(sd, stated_power
     assert not (seq.verdict == CODE[NEGATIVE]).any()
 
 
+FUTILITY = 0.2  # conf/config.yaml seeds.futility
+
+
+def test_futility_stops_cells_that_cannot_be_decided_and_keeps_the_error_rate():
+    # δ = 0 with sd = margin: a verdict is rare at 10 seeds (equivalence needs a tight interval inside ±m)
+    plain, futile = SequentialDesign(margin=1.0), SequentialDesign(margin=1.0, futility=FUTILITY)
+    x = draw(0.0, 1.0, seed=14)
+    a, b = simulate(plain, x), simulate(futile, x)
+    print(f"δ = 0, sd = m: seeds per cell {a.n_used.mean():.2f} without futility, {b.n_used.mean():.2f} with")
+    decided = [np.isin(r.verdict, [CODE[POSITIVE], CODE[NEGATIVE], CODE[EQUIVALENT]]).mean() for r in (a, b)]
+    print(f"decided (equivalent) cells: {decided[0]:.4f} without, {decided[1]:.4f} with")
+    assert a.n_used.mean() > 9.8 and b.n_used.mean() < 6.5, "hopeless cells stop early"
+    assert decided[1] >= decided[0] - 0.02, "at the cost of few verdicts"
+    assert not (b.verdict == CODE[OPEN]).any()
+    stopped = (b.verdict == CODE[INCONCLUSIVE]) & (b.n_used < 10)
+    assert stopped.any()
+    # non-binding: stopping to look can only remove rejections, so the family-wise error stays at most α
+    null = simulate(SequentialDesign(alpha=ALPHA, margin=0.0, futility=FUTILITY), draw(0.0, 1.0, seed=11))
+    fwer, low, _ = rate(np.isin(null.verdict, [CODE[POSITIVE], CODE[NEGATIVE]]).any(-1), "FWER with futility, δ = 0")
+    assert low <= ALPHA and fwer <= ALPHA + 0.003
+
+
+def test_futility_costs_little_power_at_twice_the_margin():
+    x = draw(2.0, 1.0, seed=13)
+    plain = simulate(SequentialDesign(alpha=ALPHA, margin=1.0), x)
+    futile = simulate(SequentialDesign(alpha=ALPHA, margin=1.0, futility=FUTILITY), x)
+    power, low, _ = rate(futile.verdict == CODE[POSITIVE], "power with futility, δ = 2m, sd = m")
+    plain_power = (plain.verdict == CODE[POSITIVE]).mean()
+    print(f"seeds per cell {futile.n_used.mean():.2f} with futility, {plain.n_used.mean():.2f} without")
+    assert low >= 0.45 and power >= plain_power - 0.01
+    assert futile.n_used.mean() <= 8.5 < 9.5 <= plain.n_used.mean()
+
+
+def test_a_futile_cell_asks_for_no_more_seeds():
+    design = SequentialDesign(margin=0.01, futility=FUTILITY)
+    cells = {"noise": [0.03, -0.04, 0.0, 0.05, -0.03], "clear": [0.05, 0.051, 0.049, 0.05, 0.052]}
+    d = decide(cells, design)
+    assert d["noise"].verdict == INCONCLUSIVE and d["noise"].n_wanted == d["noise"].n_observed == 5
+    assert plan_next_round(cells, design)["noise"] == 5
+    assert decide(cells, SequentialDesign(margin=0.01))["noise"].verdict == OPEN
+    with pytest.raises(ValueError, match=r"futility=1.5 \(need 0 <= futility < 1"):
+        SequentialDesign(futility=1.5)
+
+
 def test_one_look_is_the_fixed_rule_of_stats():
     rng = np.random.default_rng(3)
     design = SequentialDesign(min_seeds=6, max_seeds=6, margin=0.01)

@@ -193,6 +193,7 @@ def sequential_verdicts(rows: list[dict], design: dict) -> None:
                     "adj_low": c.low, "adj_high": c.high, "p_direction": c.p_direction,
                     "p_holm": c.p_direction_adjusted, "p_equivalence": c.p_equivalence,
                     "p_equivalence_holm": c.p_equivalence_adjusted, "seeds_used": c.n_used, "rule": "sequential",
+                    "futile": c.verdict == INCONCLUSIVE and c.n_used < plan.max_seeds,
                 }
             )  # fmt: skip
 

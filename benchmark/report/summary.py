@@ -79,6 +79,13 @@ def summary_markdown(
     ]
     if "rule" in cells and (cells["rule"] == "sequential").any():
         parts += ["", SEQUENTIAL_NOTE]
+        futile = int(cells["futile"].fillna(False).astype(bool).sum()) if "futile" in cells else 0
+        if futile:
+            parts[-1] += (
+                f" {futile} cell{'s were' if futile != 1 else ' was'} stopped for futility (inconclusive "
+                "with fewer seeds than the last look: the predictive chance of any verdict by the last look "
+                "had fallen below seeds.futility)."
+            )
     lost = lost_text(cells)
     if lost:
         parts += ["", lost]
