@@ -409,9 +409,10 @@ def _phase_table(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def _sweeps_cost(store: Path) -> dict[str, dict]:
-    """Per sweep in ``store`` (oldest first): the runs it used (trained or reused, from its parent's ``runs.json``),
-    their count and sum of ``time/fit_s``, and the verdict of each of its cells."""
+def _sweeps_cost(store: Path, only: str | None = None, last: bool = False) -> dict[str, dict]:
+    """Per sweep in ``store`` (oldest first; ``only`` one sweep id, ``last`` the newest sweep): the runs it used
+    (trained or reused, from its parent's ``runs.json``), their count and sum of ``time/fit_s``, and the verdict of
+    each of its cells."""
     from mlflow.tracking import MlflowClient
 
     from benchmark.report.load import load_runs  # the runs a sweep used: the report's own reading of runs.json
@@ -419,6 +420,7 @@ def _sweeps_cost(store: Path) -> dict[str, dict]:
     client = MlflowClient(f"sqlite:///{store}")
     exp = client.get_experiment_by_name("bench")
     parents = client.search_runs([exp.experiment_id], "tags.role = 'sweep'", order_by=["attributes.start_time ASC"])
+    parents = [p for p in parents if only in (None, p.data.tags["sweep_id"])][-1:] if last or only else parents
     out = {}
     for parent in parents:
         sweep_id = parent.data.tags["sweep_id"]
@@ -488,43 +490,41 @@ def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
 
 
 def adaptive_vs_fixed(base: Path, store: Path, cache: Path, grids: list[str], lo: int, hi: int,
-                      reuse: Path | None = None) -> dict:  # fmt: skip
-    """Each grid's fixed design (seeds 0..hi-1, timed), then its adaptive design (``seeds.min=lo seeds.max=hi``)
-    in the same store. A run's key does not depend on ``seeds.mode``, so the adaptive sweep asks for a subset of
+                      work: Path | None = None) -> dict:  # fmt: skip
+    """Each grid's fixed design (seeds 0..hi-1, timed), then its adaptive design (``seeds.min=lo seeds.max=hi``),
+    all in one store. A run's key does not depend on ``seeds.mode``, so the adaptive sweep asks for a subset of
     the fixed design's runs (the first seeds of every cell, more only where the verdict is open) and reuses them:
     its training compute is the ``time/fit_s`` of exactly the runs it used, measured once, on the same machine
     and under the same load as the fixed design's (a cold adaptive sweep would train the same runs again, and its
-    seconds would differ only by the machine's load). Its wall time here is the replay's, every run reused.
+    seconds would differ only by the machine's load). Its wall time here is the replay's, every run reused. Grids
+    that share runs (the data-efficiency grid holds the quickstart's `synth_digits` cells) train them once; each
+    design's compute still counts every run it used.
 
-    ``reuse``: the work dir of an earlier ``--only adaptive`` run; its fixed designs (runs and wall time) are kept and
-    only the adaptive sweeps run again, with this checkout's design. ``designs``: what other designs would have cost
-    on the same runs (``replay_designs``)."""
+    ``work``: the work dir of an earlier run (``--adaptive-work``): its finished runs are reused, so an interrupted
+    comparison resumes (the fixed design's wall time then covers only what was left). ``designs``: what other
+    designs would have cost on the same runs (``replay_designs``)."""
     from benchmark.sweep import find_state
 
+    work = work or base / "adaptive"
+    if not (work / "mlflow.db").exists():
+        work = _fresh(work.parent, work.name, store, cache)
     out = {}
     for grid in grids:
         common = [*ADAPTIVE_GRIDS[grid], "trainer.threads=2"]
-        if reuse is None:
-            work = _fresh(base, f"adaptive_{grid}", store, cache)
-            fixed_wall, _ = _timed(_harness([*common, f"seed={','.join(str(s) for s in range(hi))}"], work, True))
-            (work / "fixed_wall_s").write_text(f"{fixed_wall}\n")
-        else:
-            work = reuse / f"adaptive_{grid}"
-            if (work / "fixed_wall_s").exists():
-                fixed_wall = float((work / "fixed_wall_s").read_text())
-            else:  # a run before that file existed: its report has it
-                fixed_wall = json.loads((reuse / "bench.json").read_text())["adaptive"][grid]["fixed"]["wall_s"]
         shutil.rmtree(work / "sweep", ignore_errors=True)
+        fixed_wall, _ = _timed(_harness([*common, f"seed={','.join(str(s) for s in range(hi))}"], work, True))
+        fixed_id = next(iter(_sweeps_cost(work / "mlflow.db", last=True)))
+        shutil.rmtree(work / "sweep")
         replay_wall, _ = _timed(_harness([*common, "seeds.mode=adaptive", f"seeds.min={lo}", f"seeds.max={hi}"],
                                          work, True))  # fmt: skip
-        sweeps = _sweeps_cost(work / "mlflow.db")
-        (fixed_id, fixed), (_, adaptive) = next(iter(sweeps.items())), list(sweeps.items())[-1]
+        state = find_state(work / "sweep")
+        fixed = _sweeps_cost(work / "mlflow.db", only=fixed_id)[fixed_id]
+        adaptive = next(iter(_sweeps_cost(work / "mlflow.db", last=True).values()))
         row = {"fixed": {**fixed, "wall_s": fixed_wall}, "adaptive": {**adaptive, "replay_wall_s": replay_wall}}
         f, a = fixed["cells"], adaptive["cells"]
         row["decided"] = {m: sum(v not in ("inconclusive", "?") for v in row[m]["cells"].values()) for m in row}
         row["agree"] = sum(f.get(k) == v for k, v in a.items())
         row["n_cells"] = len(f)
-        state = find_state(work / "sweep")
         row["design"] = state.design if state else None
         row["designs"] = replay_designs(work / "mlflow.db", fixed_id, state.design) if state else {}
         out[grid] = row
@@ -545,9 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs-seeds", type=int, default=2, help="seeds of the per-job overhead sweep (jobs)")
     parser.add_argument("--adaptive-grids", nargs="*", default=list(ADAPTIVE_GRIDS), choices=list(ADAPTIVE_GRIDS))
     parser.add_argument("--adaptive-seeds", nargs=2, type=int, default=[3, 10], metavar=("MIN", "MAX"))
-    parser.add_argument("--adaptive-from", type=Path, default=None, metavar="WORK_DIR",
-                        help="keep the fixed designs of an earlier --only adaptive run (its work dir) and run only "
-                             "the adaptive sweeps again")  # fmt: skip
+    parser.add_argument("--adaptive-work", type=Path, default=None, metavar="WORK_DIR",
+                        help="the adaptive comparison's work dir of an earlier run (tb-bench-*/adaptive): its "
+                             "finished runs are reused, so an interrupted comparison resumes")  # fmt: skip
     args = parser.parse_args(argv)
     t_all = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="tb-bench-"))
@@ -582,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
              ("quickstart", lambda: quickstart(base, args.quickstart_seeds)),
              ("loading", lambda: image_loading(base)),
              ("adaptive", lambda: adaptive_vs_fixed(base, store, cache, args.adaptive_grids,
-                                                    *args.adaptive_seeds, reuse=args.adaptive_from))]  # fmt: skip
+                                                    *args.adaptive_seeds, work=args.adaptive_work))]  # fmt: skip
     for name, fn in steps:
         if name in want:
             t0 = time.perf_counter()

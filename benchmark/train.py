@@ -219,7 +219,11 @@ def fit_and_test(
         if test is not None:
             t0 = time.perf_counter()
             with phases.phase("test"):
-                out = pl_trainer.test(module, make_loader(test, 512, False, seed, trainer.num_workers), verbose=False)
+                if plain_numerics(trainer) and isinstance(test, TensorDataset):  # Lightning's test loop, without it
+                    out = [_evaluate(module, test, module.test_metrics, "test/")]
+                else:
+                    loader = make_loader(test, 512, False, seed, trainer.num_workers)
+                    out = pl_trainer.test(module, loader, verbose=False)
             metrics["time/test_s"] = time.perf_counter() - t0
             metrics.update({k: float(v) for k, v in out[0].items()})
     metrics["selected_epoch"] = float(select_cb.selected_epoch)
@@ -247,12 +251,14 @@ def in_memory_features(train: Dataset, val: Dataset, test: Dataset | None, train
     plain fp32 on the CPU: such a fit runs in ``fit_in_memory``, without Lightning. (``trainer.deterministic`` needs
     nothing there: linear layers, cross-entropy and AdamW on the CPU are deterministic.)"""
     splits = [train, val] + ([test] if test is not None else [])
-    return (
-        all(isinstance(d, TensorDataset) and d.tensors[0].ndim == 2 and len(d) > 0 for d in splits)
-        and trainer.accelerator == "cpu"
-        and trainer.precision in ("32-true", "32")
-        and not trainer.compile
-    )
+    return all(
+        isinstance(d, TensorDataset) and d.tensors[0].ndim == 2 and len(d) > 0 for d in splits
+    ) and plain_numerics(trainer)
+
+
+def plain_numerics(trainer: TrainerSettings) -> bool:
+    """fp32 on the CPU, not compiled: what Lightning's loops compute there, a plain loop computes alike."""
+    return trainer.accelerator == "cpu" and trainer.precision in ("32-true", "32") and not trainer.compile
 
 
 def fit_in_memory(

@@ -6,7 +6,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Subset, TensorDataset
 
 import benchmark.features as features
 from benchmark import tracking
@@ -83,6 +83,32 @@ def test_in_memory_head_loop_equals_the_lightning_fit(ctx, selection):
     assert plain.selected_epoch == lightning.selected_epoch and plain.epochs == 24
     assert logged["plain"] == logged["lightning"] and len(logged["plain"]["train/loss"]) == 24
     assert [s for s, _ in logged["plain"]["val/acc"]] == [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]
+
+
+def test_the_test_split_scores_the_same_without_lightnings_test_loop(monkeypatch):
+    """An in-memory test split of a model that trains through Lightning is scored by ``_evaluate`` (fp32 on the CPU);
+    any other dataset goes through Lightning's test loop (a ``Subset`` here, the same images): identical scores."""
+    g = torch.Generator().manual_seed(1)
+
+    def split(n: int) -> TensorDataset:
+        x = torch.randn(n, 3, 8, 8, generator=g)
+        return TensorDataset(x, (x[:, 0].mean((1, 2)) > 0).long() + (x[:, 1].mean((1, 2)) > 0).long())
+
+    def net() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(8, 3))  # fmt: skip
+
+    train, val, test = split(96), split(40), split(1100)  # 3 test batches of at most 512, the last one short
+    calls, original = [], pl.Trainer.test
+    monkeypatch.setattr(pl.Trainer, "test", lambda *a, **k: calls.append(1) or original(*a, **k))
+    out = {}
+    for name, data in (("direct", test), ("lightning", Subset(test, range(len(test))))):
+        result = fit_and_test(net(), TransferStrategy(), train, val, data, 3, Budget(epochs=3), TrainerSettings(), 0)
+        out[name] = {k: v for k, v in result.metrics.items() if k.startswith("test/")}
+        assert len(calls) == (name == "lightning")
+    assert out["direct"] == out["lightning"]
+    assert {"test/acc", "test/loss", "test/ece", "test/f1_macro"} <= set(out["direct"])
 
 
 def test_features_and_scores_are_computed_once_per_pair(ctx, extract_calls):
