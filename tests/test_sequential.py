@@ -22,6 +22,7 @@ from benchmark.stats import EQUIVALENT, INCONCLUSIVE, NEGATIVE, POSITIVE, adjust
 
 FAMILIES, CELLS, ALPHA = 10_000, 8, 0.05  # 80,000 cells in families of 8, every cell's seeds drawn up to the maximum
 CODE = {v: i for i, v in enumerate(SEQUENTIAL_VERDICTS)}
+FUTILITY = 0.2  # the default futility stop, conf/config.yaml seeds.futility (test_the_config_default_is_simulated)
 
 
 def rate(hits: np.ndarray, what: str) -> tuple[float, float, float]:
@@ -76,11 +77,12 @@ def test_delta_on_the_margin_keeps_positive_and_equivalent_errors_at_alpha():
 
 
 @pytest.mark.parametrize(
-    ("sd", "stated_power", "max_mean_seeds"),
-    [(1.0, 0.45, 9.7), (0.5, 0.99, 7.7)],  # sd in units of the margin; the figures of the README section
+    ("sd", "futility", "stated_power", "max_mean_seeds"),
+    # sd in units of the margin; the figures of the README section, without and with the default futility stop
+    [(1.0, 0.0, 0.45, 9.7), (0.5, 0.0, 0.99, 7.7), (1.0, 0.2, 0.45, 8.5), (0.5, 0.2, 0.99, 7.7)],
 )
-def test_an_effect_of_twice_the_margin_reaches_the_stated_power(sd, stated_power, max_mean_seeds):
-    design = SequentialDesign(alpha=ALPHA, margin=1.0)
+def test_an_effect_of_twice_the_margin_reaches_the_stated_power(sd, futility, stated_power, max_mean_seeds):
+    design = SequentialDesign(alpha=ALPHA, margin=1.0, futility=futility)
     fixed = SequentialDesign(min_seeds=10, max_seeds=10, alpha=ALPHA, margin=1.0)
     x = draw(2.0, sd, seed=13)
     seq, fix = simulate(design, x), simulate(fixed, x)
@@ -91,9 +93,6 @@ def test_an_effect_of_twice_the_margin_reaches_the_stated_power(sd, stated_power
     assert power <= fixed_power + 0.005, "early looks cost power: the adaptive design cannot beat the fixed one"
     assert seq.n_used.mean() <= max_mean_seeds
     assert not (seq.verdict == CODE[NEGATIVE]).any()
-
-
-FUTILITY = 0.2  # conf/config.yaml seeds.futility
 
 
 def test_futility_stops_cells_that_cannot_be_decided_and_keeps_the_error_rate():
@@ -124,6 +123,14 @@ def test_futility_costs_little_power_at_twice_the_margin():
     print(f"seeds per cell {futile.n_used.mean():.2f} with futility, {plain.n_used.mean():.2f} without")
     assert low >= 0.45 and power >= plain_power - 0.01
     assert futile.n_used.mean() <= 8.5 < 9.5 <= plain.n_used.mean()
+
+
+def test_the_config_default_is_simulated():
+    from omegaconf import OmegaConf
+
+    from benchmark.config_path import CONF_DIR
+
+    assert OmegaConf.load(CONF_DIR / "config.yaml").seeds.futility == FUTILITY
 
 
 def test_a_futile_cell_asks_for_no_more_seeds():
