@@ -268,3 +268,24 @@ def test_bad_designs_name_the_value_and_the_rule():
         SequentialDesign(max_seeds=2, shape=0.7)
     with pytest.raises(ValueError, match="non-finite"):
         decide({"c": [0.1, math.nan, 0.2]}, SequentialDesign())
+
+
+def test_the_report_says_which_cells_stopped_for_futility():
+    import pandas as pd
+
+    from benchmark.report.cells import sequential_verdicts
+    from benchmark.report.summary import summary_markdown
+
+    rows = [
+        {"metric": "test/acc", "n": 5, "failed": 0, "diverged": 0, "deltas": [0.03, -0.04, 0.0, 0.05, -0.03]},
+        {"metric": "test/acc", "n": 5, "failed": 0, "diverged": 0, "deltas": [0.05, 0.051, 0.049, 0.05, 0.052]},
+    ]
+    sequential_verdicts(rows, {"margin": 0.01, "futility": FUTILITY})
+    assert [(r["verdict"], r["futile"], r["seeds_used"]) for r in rows] == [
+        (INCONCLUSIVE, True, 3),  # the replay stopped it at the first look; later seeds do not reopen it
+        (POSITIVE, False, rows[1]["seeds_used"]),
+    ]
+    text = summary_markdown("t", "|table|", pd.DataFrame(), "test/acc", 0.05, 0.01, cells=pd.DataFrame(rows))
+    assert "1 cell was stopped for futility" in text
+    sequential_verdicts(rows, {"margin": 0.01})  # a sweep recorded before the futility stop existed: none
+    assert rows[0]["verdict"] == INCONCLUSIVE and not rows[0]["futile"] and rows[0]["seeds_used"] == 5
