@@ -409,6 +409,15 @@ def _phase_table(rows: list[dict]) -> dict[str, float]:
     return out
 
 
+def _cell_costs(store: Path) -> dict[str, float]:
+    """Median ``time/fit_s`` per ``cell_key`` over the training runs in ``store``: the runs of one cell do the same work
+    (model, data, epochs; only the seed differs), so the median prices a run without the load its machine had."""
+    from benchmark.report.load import load_runs
+
+    runs = load_runs(tracking_uri=f"sqlite:///{store}", experiment="bench")
+    return runs.groupby("tags.cell_key")["metrics.time/fit_s"].median().fillna(0.0).to_dict()
+
+
 def _sweeps_cost(store: Path, only: str | None = None, last: bool = False) -> dict[str, dict]:
     """Per sweep in ``store`` (oldest first; ``only`` one sweep id, ``last`` the newest sweep): the runs it used
     (trained or reused, from its parent's ``runs.json``), their count and sum of ``time/fit_s``, and the verdict of
@@ -421,6 +430,7 @@ def _sweeps_cost(store: Path, only: str | None = None, last: bool = False) -> di
     exp = client.get_experiment_by_name("bench")
     parents = client.search_runs([exp.experiment_id], "tags.role = 'sweep'", order_by=["attributes.start_time ASC"])
     parents = [p for p in parents if only in (None, p.data.tags["sweep_id"])][-1:] if last or only else parents
+    cost = _cell_costs(store)
     out = {}
     for parent in parents:
         sweep_id = parent.data.tags["sweep_id"]
@@ -430,6 +440,7 @@ def _sweeps_cost(store: Path, only: str | None = None, last: bool = False) -> di
         out[sweep_id] = {
             "runs": len(used),
             "fit_s": float(used["metrics.time/fit_s"].fillna(0.0).sum()) if len(used) else 0.0,
+            "fit_s_median": float(sum(cost.get(k, 0.0) for k in used["tags.cell_key"])) if len(used) else 0.0,
             "cells": {" ".join(str(r.data.tags.get(k)) for k in ("source", "target", "strategy", "label_budget",
                                                                   "comparison")): r.data.tags.get("verdict", "?")
                       for r in cells},  # keys are strings: the report is written as JSON
@@ -462,10 +473,12 @@ def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
     runs = load_runs(tracking_uri=f"sqlite:///{store}", experiment="bench", sweep_ids=[sweep_id])
     runs["seed"] = runs["tags.seed"].astype(int)
     fit = runs.set_index("tags.run_key")["metrics.time/fit_s"].fillna(0.0).to_dict()
-    cells: dict[str, list[tuple[float, float, str]]] = {}  # cell -> (delta, fit_s, its baseline's run key) by seed
+    cost = _cell_costs(store)
+    median = {k: cost.get(c, 0.0) for k, c in zip(runs["tags.run_key"], runs["tags.cell_key"], strict=True)}
+    cells: dict[str, list[tuple[float, str, str]]] = {}  # cell -> (delta, run key, its baseline's run key) by seed
     for _, r in runs[runs["tags.role"] == "transfer"].sort_values("seed").iterrows():
         cells.setdefault(r["tags.cell_key"], []).append(
-            (r["metrics.delta/test/acc"], fit[r["tags.run_key"]], r["tags.baseline_key"])
+            (r["metrics.delta/test/acc"], r["tags.run_key"], r["tags.baseline_key"])
         )
     out = {}
     for name, knobs in DESIGN_VARIANTS.items():
@@ -478,11 +491,12 @@ def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
                 break
             want = plan
         decided = sequential.decide(seen, plan_of)
-        used = [row for k, v in cells.items() for row in v[: want[k]]]
-        baselines = {b for _, _, b in used}
+        used = [key for k, v in cells.items() for _, key, _ in v[: want[k]]]
+        used += sorted({b for k, v in cells.items() for _, _, b in v[: want[k]]})  # the baselines they paired with
         out[name] = {
-            "fit_s": sum(f for _, f, _ in used) + sum(fit.get(b, 0.0) for b in baselines),
-            "runs": len(used) + len(baselines),
+            "fit_s": sum(fit.get(k, 0.0) for k in used),
+            "fit_s_median": sum(median.get(k, 0.0) for k in used),
+            "runs": len(used),
             "decided": sum(d.verdict not in (sequential.OPEN, sequential.INCONCLUSIVE) for d in decided.values()),
             "seeds": sorted(want.values()),
         }
