@@ -5,6 +5,7 @@ with the jobs they affect and stop nothing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from benchmark.compose import (
     build_weights,
     preprocessing_warnings,
     raw,
+    sweep_job,
 )
 from benchmark.config_path import CONFIG_NAME
 from benchmark.devices import gpu_problems
@@ -123,14 +125,15 @@ def weights_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     return weights.problems(meta.uses_source_weights)
 
 
-def job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
+def job_problems(cfg: DictConfig, choices: dict[str, str], overrides: Sequence[str] | None = None) -> list[str]:
     """Independent checks of one composed job, so that one bad value does not hide another: the reuse policy, what
     runs record (``tracking.log_models``...), the typed job (sources, strategies, targets) with what it trains on,
-    its weights (a missing file, weights not in the offline cache), the label budget against the data."""
+    its weights (a missing file, weights not in the offline cache), the label budget against the data. With the
+    job's ``overrides`` the typed job is kept for the sweeper (``benchmark.compose.sweep_job``)."""
     checks = [
         lambda: rerun_problems(cfg),
         lambda: build_lineage(cfg.tracking) and [],
-        lambda: data_problems(build_job(cfg, choices)),
+        lambda: data_problems(build_job(cfg, choices) if overrides is None else sweep_job(overrides, cfg)),
         lambda: weights_problems(cfg, choices),
         lambda: gpu_problems(build_trainer(cfg.trainer), OmegaConf.select(cfg, "hydra.launcher._target_")),
         lambda: check_data(
@@ -171,7 +174,7 @@ def preflight(config: DictConfig, warnings: list[str] | None = None) -> list[str
         except Exception as exc:  # unknown option or malformed override: nothing else can be checked
             problems.append(describe(exc))
         else:
-            problems += job_problems(cfg, choices)
+            problems += job_problems(cfg, choices, overrides)
             for w in job_warnings(cfg, choices):
                 warned.setdefault(w, []).append(label)
         for p in problems:
