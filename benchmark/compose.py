@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Sequence
 from dataclasses import asdict, fields, replace
 from typing import Any
 
@@ -419,36 +418,6 @@ def _with_strategy(params: dict[str, str], strategy_cfg: DictConfig, drop: tuple
     out = {k: v for k, v in params.items() if not k.startswith(drop)}
     out.update(tracking.flatten({"strategy": resolved(strategy_cfg)}))
     return out
-
-
-_SWEEP_JOBS: dict[tuple[str, ...], JobSpec] = {}
-
-
-def sweep_job(overrides: Sequence[str], cfg: DictConfig | None = None) -> JobSpec:
-    """The typed job of one override list of the sweep this process launches, built once: preflight builds every
-    job from its composed ``cfg``, and the sweeper asks again for the run keys of the jobs it may skip
-    (``benchmark.reuse``). Without ``cfg`` it is composed here, inside the running Hydra app, whose config is left
-    as it was. ``forget_sweep_jobs`` empties the memo when a sweep starts."""
-    key = tuple(overrides)
-    if key not in _SWEEP_JOBS:
-        if cfg is None:
-            app = HydraConfig.instance().cfg
-            cfg = config(list(overrides))
-            HydraConfig.instance().set_config(cfg)  # ${hydra:...} of this job's config resolve against it
-            try:
-                job = build_job(cfg, dict(cfg.hydra.runtime.choices))
-            finally:
-                if app is not None:
-                    HydraConfig.instance().set_config(app)
-        else:
-            job = build_job(cfg, dict(cfg.hydra.runtime.choices))
-        _SWEEP_JOBS[key] = job
-    return _SWEEP_JOBS[key]
-
-
-def forget_sweep_jobs() -> None:
-    """Empty ``sweep_job``'s memo (a new sweep: files a job's key hashes, such as weights, may have changed)."""
-    _SWEEP_JOBS.clear()
 
 
 def compose_job(overrides: list[str]) -> JobSpec:

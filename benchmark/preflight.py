@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: pyproject pins hydra-core below 1.4
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,13 +25,12 @@ from benchmark.compose import (
     build_weights,
     preprocessing_warnings,
     raw,
-    sweep_job,
 )
-from benchmark.config_path import CONFIG_NAME
 from benchmark.devices import gpu_problems
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
+from benchmark.sweep_jobs import job_config, sweep_job
 from benchmark.train import SELECTED_VAL
 
 log = logging.getLogger(__name__)
@@ -129,7 +127,7 @@ def job_problems(cfg: DictConfig, choices: dict[str, str], overrides: Sequence[s
     """Independent checks of one composed job, so that one bad value does not hide another: the reuse policy, what
     runs record (``tracking.log_models``...), the typed job (sources, strategies, targets) with what it trains on,
     its weights (a missing file, weights not in the offline cache), the label budget against the data. With the
-    job's ``overrides`` the typed job is kept for the sweeper (``benchmark.compose.sweep_job``)."""
+    job's ``overrides`` the typed job is kept for the sweeper (``benchmark.sweep_jobs.sweep_job``)."""
     checks = [
         lambda: rerun_problems(cfg),
         lambda: build_lineage(cfg.tracking) and [],
@@ -168,7 +166,7 @@ def preflight(config: DictConfig, warnings: list[str] | None = None) -> list[str
         label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.", "cache_dir")))
         problems: list[str] = []
         try:
-            cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+            cfg = job_config(overrides)  # the composition shared by jobs of the same group choices
             HydraConfig.instance().set_config(cfg)
             choices = dict(cfg.hydra.runtime.choices)
         except Exception as exc:  # unknown option or malformed override: nothing else can be checked

@@ -3,7 +3,7 @@
 A re-run sweep mostly reuses FINISHED runs, and a reused job costs Hydra more than it costs us: composing the job's
 config twice (the sweeper's check and the launcher), its job directory and ``.hydra`` files, ~0.25 s a job against
 our own ~0.1 s (store lookups, deltas, scores). Here every job of a batch is looked up at once: its typed job (built
-by preflight already, ``benchmark.compose.sweep_job``), the newest FINISHED run of every key in one query
+by preflight already, ``benchmark.sweep_jobs``), the newest FINISHED run of every key in one query
 (``tracking.finished_runs``), and ``benchmark.job.recorded_outcome``, which says whether running the job would train
 or write anything. A job that would not gets the record, the printed line and the return value the launched job
 would have given (``benchmark.run.run_job``); the others are launched as before, and their own lookups decide.
@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmark import phases, sweep, tracking
-from benchmark.compose import sweep_job
 from benchmark.job import objective, recorded_outcome
 from benchmark.spec import check_rerun
+from benchmark.sweep_jobs import sweep_job
 
 log = logging.getLogger("benchmark")
 
