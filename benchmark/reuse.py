@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from benchmark import phases, sweep, tracking
 from benchmark.job import objective, recorded_outcome
-from benchmark.spec import check_rerun
+from benchmark.spec import JobOutcome, JobSpec, check_rerun
 from benchmark.sweep_jobs import sweep_job
 
 log = logging.getLogger("benchmark")
@@ -26,10 +26,17 @@ log = logging.getLogger("benchmark")
 
 @dataclass
 class Done:
-    """A job of the batch found done: its override list and what it returns to Hydra."""
+    """A job of the batch found done: its override list, typed job, outcome and phases (``benchmark.phases``)."""
 
     overrides: list[str]
-    objective: float | None
+    job: JobSpec
+    outcome: JobOutcome
+    phases: dict[str, float]
+
+    @property
+    def objective(self) -> float | None:
+        """What the launched job would have returned to Hydra."""
+        return objective(self.outcome.metrics, self.job.selection)
 
 
 def rerun_of(overrides: Sequence[str], default: str) -> str:
@@ -42,22 +49,18 @@ def rerun_of(overrides: Sequence[str], default: str) -> str:
     return check_rerun(value)
 
 
-def record_done(state: sweep.SweepState, batch: Sequence[Sequence[str]], first_num: int,
-                rerun: str) -> dict[int, Done]:  # fmt: skip
-    """Record the jobs of ``batch`` (job numbers ``first_num``...) that are done, as their launched jobs would
-    (``sweep.write_record``, their ``[k/N] [reused] ...`` line); returns them by position in the batch.
+def find_done(state: sweep.SweepState, batch: Sequence[Sequence[str]], rerun: str) -> dict[int, Done]:
+    """The jobs of ``batch`` that are done, by position in the batch.
 
     ``rerun=all`` trains every run again, so nothing is done. A job whose config cannot be composed or built is left
-    to the launcher, which records its failure as for any job. Each record's phases are its own checks plus an
-    even share of the one query (``lookup``)."""
+    to the launcher, which reports it as for any job. Each job's phases are its own checks plus an even share of the
+    one query (``lookup``)."""
     if rerun == "all":
         return {}
     t0 = time.perf_counter()
-    client = tracking.open_store(state.tracking_uri)
-    finished = tracking.finished_runs(client, state.experiment_id)
+    finished = tracking.finished_runs(tracking.open_store(state.tracking_uri), state.experiment_id)
     query_s = time.perf_counter() - t0
     done: dict[int, Done] = {}
-    found = []
     for i, overrides in enumerate(batch):
         with phases.job() as watch:
             try:
@@ -71,17 +74,22 @@ def record_done(state: sweep.SweepState, batch: Sequence[Sequence[str]], first_n
                 log.debug("job %s is launched: %s", list(overrides), exc)
                 continue
         if outcome is not None:
-            found.append((i, overrides, job, outcome, watch.metrics()))
-    share = query_s / max(1, len(found))
-    for i, overrides, job, outcome, spent in found:
-        spent["time/job_s"] += share
-        spent["time/job_lookup_s"] = spent.get("time/job_lookup_s", 0.0) + share
-        num = first_num + i
-        record = {"name": job.name, "overrides": list(overrides), **sweep.job_fields(job), "phases": spent,
-                  **sweep.outcome_fields(outcome)}  # fmt: skip
-        sweep.write_record(sweep.record_path(state, num), record)
-        print(f"{sweep.progress(state, num)} {sweep.result_line(job, outcome)}", flush=True)
-        done[i] = Done(list(overrides), objective(outcome.metrics, job.selection))
-    if done:
-        log.info("%d of %d jobs already done: recorded without launching them", len(done), len(batch))
+            done[i] = Done(list(overrides), job, outcome, watch.metrics())
+    share = query_s / max(1, len(done))
+    for d in done.values():
+        d.phases["time/job_s"] += share
+        d.phases["time/job_lookup_s"] = d.phases.get("time/job_lookup_s", 0.0) + share
     return done
+
+
+def record(state: sweep.SweepState, first_num: int, done: dict[int, Done], batch_size: int) -> None:
+    """Write the record of each done job (job number ``first_num`` + its position) and print its ``[k/N]`` line,
+    as its launched job would have (``benchmark.run.run_job``)."""
+    for i, d in sorted(done.items()):
+        num = first_num + i
+        fields = {"name": d.job.name, "overrides": d.overrides, **sweep.job_fields(d.job), "phases": d.phases,
+                  **sweep.outcome_fields(d.outcome)}  # fmt: skip
+        sweep.write_record(sweep.record_path(state, num), fields)
+        print(f"{sweep.progress(state, num)} {sweep.result_line(d.job, d.outcome)}", flush=True)
+    if done:
+        log.info("%d of %d jobs already done: recorded without launching them", len(done), batch_size)

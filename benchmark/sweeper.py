@@ -144,11 +144,13 @@ class TransferSweeper(Sweeper):
         recorded here without Hydra (``benchmark.reuse``). Jobs keep their numbers, so the jobs to launch go to the
         launcher in runs of consecutive numbers (a parallel launcher runs one run at a time)."""
         state = sweep.find_state(Path(self.config.hydra.sweep.dir))
-        done = reuse.record_done(state, batch, first_num, str(self.config.get("rerun", "none"))) if state else {}
-        results = {i: JobReturn(overrides=d.overrides, status=JobStatus.COMPLETED, _return_value=d.objective)
-                   for i, d in done.items()}  # fmt: skip
+        done = reuse.find_done(state, batch, str(self.config.get("rerun", "none"))) if state else {}
         todo = [i for i in range(len(batch)) if i not in done]
         self.validate_batch_is_legal([batch[i] for i in todo])  # Hydra's own check, before any job of the batch runs
+        if state:
+            reuse.record(state, first_num, done, len(batch))
+        results = {i: JobReturn(overrides=d.overrides, status=JobStatus.COMPLETED, _return_value=d.objective)
+                   for i, d in done.items()}  # fmt: skip
         for run in consecutive(todo):
             launched = self.launcher.launch([batch[i] for i in run], initial_job_idx=first_num + run[0])
             results.update(zip(run, launched, strict=True))
