@@ -140,9 +140,11 @@ LIGHT_FLAGS = ("--shell-completion", "--help", "-h", "--hydra-help")
 def main() -> None:
     light = any(arg.split("=", 1)[0] in LIGHT_FLAGS for arg in sys.argv[1:])
     if not light:
-        # The collector is off while the sweeper's imports (torch, Lightning, timm, MLflow) build millions of objects,
-        # none of them garbage: its collections during them walked them all, 1.4-1.9 s of 7.2-7.8 s on a 2-core
-        # machine (measured 2026-12-01). It is back on before Hydra starts.
+        # The sweeper's imports (torch, Lightning, timm, MLflow) build millions of objects that live as long as the
+        # process, and every collection walked them again: during the imports, then in the first collections after.
+        # Off while importing, then frozen (moved out of the collector's sight; cyclic garbage made after this is
+        # collected as before): these imports and the later ones (MLflow's SQL store, the report) took 7.9-8.1 s on
+        # a 2-core machine, 5.9-6.1 s frozen (measured 2026-12-01).
         gc.disable()
         try:
             # here, not at the top: the sweeper imports MLflow and SciPy, which tab completion and --help never need
@@ -150,6 +152,7 @@ def main() -> None:
 
             sweeper.register()
         finally:
+            gc.freeze()
             gc.enable()
     signal.signal(signal.SIGTERM, _interrupted)
     # Ctrl-C too, not as KeyboardInterrupt: Lightning catches that inside fit and calls sys.exit(1), which reads as
