@@ -16,7 +16,7 @@ from benchmark import provenance, tracking
 from benchmark.data import label_subset
 from benchmark.metrics import DELTA_METRICS
 from benchmark.recipe import source_weights_file
-from benchmark.scoring import pair_scores
+from benchmark.scoring import pair_scores, score_names
 from benchmark.spec import Context, JobSpec
 from benchmark.splits import load_splits
 
@@ -32,20 +32,41 @@ def log_deltas(client: MlflowClient, run_id: str, baseline_run_id: str, prefix: 
     """
     run = client.get_run(run_id)
     base = client.get_run(baseline_run_id)
-    delta = "delta" if prefix == "baseline" else f"{prefix}_delta"
-    values = {}
-    for m in DELTA_METRICS:
-        if m in run.data.metrics and m in base.data.metrics:
-            values[f"{delta}/{m}"] = run.data.metrics[m] - base.data.metrics[m]
-            values[f"{prefix}/{m}"] = base.data.metrics[m]
-    recorded = run.data.tags.get(f"{prefix}_run_id") == baseline_run_id
-    if not (recorded and all(run.data.metrics.get(k) == v for k, v in values.items())):
+    values = delta_values(run, base, prefix)
+    if not deltas_recorded(run, base, values, prefix):
         tracking.log_metrics(client, run_id, values)
         tags = {f"{prefix}_run_id": baseline_run_id}
         if prefix == "baseline":
             tags[tracking.NOTE_TAG] = pairing_note(run, base, values)
         tracking.set_tags(client, run_id, tags)
-    return {k: v for k, v in values.items() if k.startswith(f"{delta}/")}
+    return only_deltas(values, prefix)
+
+
+def delta_values(run, base, prefix: str = "baseline") -> dict[str, float]:
+    """What ``log_deltas`` logs on ``run`` against ``base`` (MLflow runs): ``<delta>/<metric>`` and
+    ``<prefix>/<metric>`` for every delta metric both runs have."""
+    delta = _delta_prefix(prefix)
+    values = {}
+    for m in DELTA_METRICS:
+        if m in run.data.metrics and m in base.data.metrics:
+            values[f"{delta}/{m}"] = run.data.metrics[m] - base.data.metrics[m]
+            values[f"{prefix}/{m}"] = base.data.metrics[m]
+    return values
+
+
+def deltas_recorded(run, base, values: dict[str, float], prefix: str = "baseline") -> bool:
+    """Whether ``run`` already links ``base`` and holds exactly ``values`` (``delta_values``): nothing to log."""
+    linked = run.data.tags.get(f"{prefix}_run_id") == base.info.run_id
+    return linked and all(run.data.metrics.get(k) == v for k, v in values.items())
+
+
+def only_deltas(values: dict[str, float], prefix: str = "baseline") -> dict[str, float]:
+    """The ``<delta>/<metric>`` entries of ``delta_values`` (what a job reports), without the comparison's own."""
+    return {k: v for k, v in values.items() if k.startswith(f"{_delta_prefix(prefix)}/")}
+
+
+def _delta_prefix(prefix: str) -> str:
+    return "delta" if prefix == "baseline" else f"{prefix}_delta"
 
 
 def flag_provenance(client: MlflowClient, run_id: str, baseline_run_id: str) -> list[str]:
@@ -59,6 +80,13 @@ def flag_provenance(client: MlflowClient, run_id: str, baseline_run_id: str) -> 
     elif "provenance_mismatch" in tags:
         client.delete_tag(run_id, "provenance_mismatch")
     return mismatch
+
+
+def provenance_clean(run, base) -> bool:
+    """Whether ``flag_provenance`` has nothing to write or warn about for these two runs (MLflow runs): both ran the
+    same code and ``run`` carries no stale ``provenance_mismatch`` tag."""
+    tags = run.data.tags
+    return not provenance.provenance_mismatch(tags, base.data.tags) and "provenance_mismatch" not in tags
 
 
 def pairing_note(run, base, values: dict[str, float], verdict: str | None = None) -> str:
@@ -104,6 +132,12 @@ def log_scores(job: JobSpec, ctx: Context, run_id: str) -> dict[str, float]:
     if missing:
         tracking.log_metrics(ctx.client, run_id, missing)
     return scores
+
+
+def scores_recorded(job: JobSpec, run) -> bool:
+    """Whether ``run`` (an MLflow run) holds every score ``log_scores`` gives the job's pair: logged when the run was
+    first compared, from the cache they are still read from."""
+    return all(name in run.data.metrics for name in score_names(job))
 
 
 def labelled_examples(job: JobSpec) -> np.ndarray:

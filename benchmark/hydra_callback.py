@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from benchmark import provenance, sweep, tracking
+from benchmark import provenance, sweep, sweep_jobs, tracking
 from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.sweeper import design_of
 
@@ -31,6 +31,7 @@ class SweepCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         HydraConfig.instance().set_config(config)  # so ${hydra:...} interpolations resolve here too
+        sweep_jobs.forget()  # preflight builds this sweep's jobs afresh, and the sweeper reads them (benchmark.reuse)
         root = Path(config.hydra.runtime.cwd)
         try:  # a bad URI or bound, or a server that does not answer: said before anything is trained
             uri = tracking.resolve_uri(config.tracking.uri, root)

@@ -8,13 +8,25 @@ under a file lock, so parallel jobs train each baseline once and every later job
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from benchmark import phases, tracking
 from benchmark.callbacks import RunWatch
-from benchmark.compare import flag_provenance, log_deltas, log_scores
+from benchmark.compare import (
+    delta_values,
+    deltas_recorded,
+    flag_provenance,
+    log_deltas,
+    log_scores,
+    only_deltas,
+    provenance_clean,
+    scores_recorded,
+)
 from benchmark.lifecycle import resumable_run, tracked_run
 from benchmark.recipe import train
 from benchmark.spec import Context, JobOutcome, JobSpec
+from benchmark.train import SELECTED_VAL
 from benchmark.tuning import ensure_tuned
 from benchmark.util import file_lock
 
@@ -44,6 +56,56 @@ def execute(job: JobSpec, ctx: Context) -> JobOutcome:
         with phases.phase("scores"):
             log_scores(job, ctx, outcome.run_id)
     return outcome
+
+
+def recorded_outcome(job: JobSpec, finished: Mapping[str, Any]) -> JobOutcome | None:
+    """What ``execute`` would return for ``job`` when it would train nothing and write nothing, else None.
+
+    ``finished`` maps run keys to their newest FINISHED MLflow run (``tracking.finished_runs``: one query for a
+    whole sweep). The job is done when its run, its baseline's and its reference's are finished, and everything
+    ``execute`` then adds to a reused run is already there: the deltas against the same baseline (and reference)
+    run, no provenance mismatch to flag, the pair's scores. Tuned cells run their study (``benchmark.tuning``), so
+    they are never done here. A sweeper records such a job without launching it (``benchmark.reuse``)."""
+    if job.tuning.active:
+        return None
+    run = finished.get(job.run_key)
+    if run is None:
+        return None
+    outcome = JobOutcome(run.info.run_id, True, metrics=dict(run.data.metrics))
+    if job.baseline is not None:
+        base = finished.get(job.baseline.run_key)
+        if job.baseline.tuning.active or base is None:
+            return None
+        values = delta_values(run, base)
+        if not (deltas_recorded(run, base, values) and provenance_clean(run, base)):
+            return None
+        outcome.baseline_run_id, outcome.baseline_reused = base.info.run_id, True
+        outcome.deltas = only_deltas(values)
+    if job.reference is not None:
+        reference = recorded_outcome(job.reference, finished)
+        if reference is None:
+            return None
+        ref = finished[job.reference.run_key]
+        values = delta_values(run, ref, prefix="reference")
+        if not deltas_recorded(run, ref, values, prefix="reference"):
+            return None
+        outcome.reference_run_id = ref.info.run_id
+        outcome.deltas.update(only_deltas(values, prefix="reference"))
+    if job.scores and job.meta.uses_source_weights and not job.is_baseline and not scores_recorded(job, run):
+        return None
+    return outcome
+
+
+def objective(metrics: dict[str, float], selection: str) -> float | None:
+    """What a job returns to Hydra, the value a tuning sweeper (Optuna) maximises: the validation accuracy of the
+    selected weights (``val/selected_acc``), never a ``test/`` metric, so a study never selects on the test split.
+    Runs recorded before that metric existed fall back to their last ``val/acc`` under ``selection=last`` (the same
+    value); None when the run validated nothing (evaluation protocols)."""
+    if SELECTED_VAL in metrics:
+        return float(metrics[SELECTED_VAL])
+    if selection == "last" and "val/acc" in metrics:
+        return float(metrics["val/acc"])
+    return None
 
 
 def ensure_cell_run(job: JobSpec, ctx: Context) -> JobOutcome:

@@ -5,10 +5,10 @@ with the jobs they affect and stop nothing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # private: pyproject pins hydra-core below 1.4
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -26,11 +26,11 @@ from benchmark.compose import (
     preprocessing_warnings,
     raw,
 )
-from benchmark.config_path import CONFIG_NAME
 from benchmark.devices import gpu_problems
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
+from benchmark.sweep_jobs import job_config, sweep_job
 from benchmark.train import SELECTED_VAL
 
 log = logging.getLogger(__name__)
@@ -123,14 +123,15 @@ def weights_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     return weights.problems(meta.uses_source_weights)
 
 
-def job_problems(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
+def job_problems(cfg: DictConfig, choices: dict[str, str], overrides: Sequence[str] | None = None) -> list[str]:
     """Independent checks of one composed job, so that one bad value does not hide another: the reuse policy, what
     runs record (``tracking.log_models``...), the typed job (sources, strategies, targets) with what it trains on,
-    its weights (a missing file, weights not in the offline cache), the label budget against the data."""
+    its weights (a missing file, weights not in the offline cache), the label budget against the data. With the
+    job's ``overrides`` the typed job is kept for the sweeper (``benchmark.sweep_jobs.sweep_job``)."""
     checks = [
         lambda: rerun_problems(cfg),
         lambda: build_lineage(cfg.tracking) and [],
-        lambda: data_problems(build_job(cfg, choices)),
+        lambda: data_problems(build_job(cfg, choices) if overrides is None else sweep_job(overrides, cfg)),
         lambda: weights_problems(cfg, choices),
         lambda: gpu_problems(build_trainer(cfg.trainer), OmegaConf.select(cfg, "hydra.launcher._target_")),
         lambda: check_data(
@@ -165,13 +166,13 @@ def preflight(config: DictConfig, warnings: list[str] | None = None) -> list[str
         label = " ".join(o for o in overrides if not o.startswith(("hydra", "tracking.", "cache_dir")))
         problems: list[str] = []
         try:
-            cfg = compose(config_name=CONFIG_NAME, overrides=overrides, return_hydra_config=True)
+            cfg = job_config(overrides)  # the composition shared by jobs of the same group choices
             HydraConfig.instance().set_config(cfg)
             choices = dict(cfg.hydra.runtime.choices)
         except Exception as exc:  # unknown option or malformed override: nothing else can be checked
             problems.append(describe(exc))
         else:
-            problems += job_problems(cfg, choices)
+            problems += job_problems(cfg, choices, overrides)
             for w in job_warnings(cfg, choices):
                 warned.setdefault(w, []).append(label)
         for p in problems:

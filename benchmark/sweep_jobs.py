@@ -1,0 +1,97 @@
+"""The jobs of the sweep this process launches, composed and built once, inside the running Hydra app.
+
+Preflight composes and builds every job of a sweep before anything trains; the sweeper needs the same typed jobs
+again for their run keys (``benchmark.reuse``). ``sweep_job`` keeps them, so each job is built once per sweep.
+
+Composing is most of what preflight costs (0.12-0.17 s a job on a 2-core machine). Hydra composes a job in two
+steps: the defaults list and the merge of its configs, from the config-group overrides only (``source=``,
+``strategy=``, ``hydra/launcher=``...), then every other override applied to the result as a value (``seed=3``,
+``budget.lr=0.1``, ``+key=...``, ``~key``). The jobs of a sweep mostly differ in values, so ``job_config`` does the
+first step once per set of group overrides and copies it, and the second step is Hydra's own
+(``ConfigLoaderImpl._apply_overrides_to_config``, private: pyproject pins hydra-core below 1.4). The result is the
+config ``compose`` gives, hydra node included (``tests/test_sweep_jobs.py`` compares them).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from benchmark.compose import build_job, config
+from benchmark.spec import JobSpec
+
+_BASES: dict[tuple[str, ...], DictConfig] = {}
+_JOBS: dict[tuple[str, ...], JobSpec] = {}
+
+
+def job_config(overrides: Sequence[str]) -> DictConfig:
+    """``compose`` of the primary config with ``overrides`` (hydra node included), sharing the composition of the
+    group overrides with every job that makes the same choices (module docstring)."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    if not GlobalHydra.instance().is_initialized() or any(o.is_sweep_override() for o in parsed):
+        return config(list(overrides))  # outside an app, or what compose itself rejects: Hydra's composition as is
+    repo = GlobalHydra.instance().config_loader().repository
+    shapes = [_shapes_the_defaults(o, repo) for o in parsed]
+    key = tuple(o.input_line for o, s in zip(parsed, shapes, strict=True) if s)
+    if key not in _BASES:
+        base = config(list(key))
+        if OmegaConf.select(base, "hydra.searchpath"):  # another search path may hold other groups: compose it all
+            return config(list(overrides))
+        _BASES[key] = base
+    cfg = copy.deepcopy(_BASES[key])
+    try:
+        ConfigLoaderImpl._apply_overrides_to_config([o for o, s in zip(parsed, shapes, strict=True) if not s], cfg)
+    except OmegaConfBaseException as exc:  # as Hydra's own load_configuration reports it
+        raise ConfigCompositionException().with_traceback(exc.__traceback__) from exc
+    app = [o for o in parsed if not o.is_hydra_override()]
+    dirname = cfg.hydra.job.config.override_dirname
+    with open_dict(cfg.hydra):
+        cfg.hydra.overrides.task = [o.input_line for o in app]
+        cfg.hydra.job.override_dirname = get_overrides_dirname(
+            overrides=app, exclude_keys=dirname.exclude_keys, item_sep=dirname.item_sep, kv_sep=dirname.kv_sep
+        )
+    return cfg
+
+
+def _shapes_the_defaults(override: Override, repo) -> bool:
+    """Whether Hydra reads ``override`` while building the defaults list: a hydra override or a config-group choice
+    (a dict value sets a key, as in Hydra's own ``Overrides``); any other override is applied afterwards."""
+    if override.is_hydra_override() or override.get_key_element() == "hydra.searchpath":
+        return True
+    return not isinstance(override.value(), dict) and repo.group_exists(override.key_or_group)
+
+
+def sweep_job(overrides: Sequence[str], cfg: DictConfig | None = None) -> JobSpec:
+    """The typed job of one override list of the sweep, built once: preflight builds every job from its composed
+    ``cfg``, and the sweeper asks again for the jobs it may skip. Without ``cfg`` it is composed here
+    (``job_config``), and the app's Hydra config is left as it was."""
+    key = tuple(overrides)
+    if key not in _JOBS:
+        if cfg is None:
+            app = HydraConfig.instance().cfg
+            cfg = job_config(overrides)
+            HydraConfig.instance().set_config(cfg)  # ${hydra:...} of this job's config resolve against it
+            try:
+                job = build_job(cfg, dict(cfg.hydra.runtime.choices))
+            finally:
+                if app is not None:
+                    HydraConfig.instance().set_config(app)
+        else:
+            job = build_job(cfg, dict(cfg.hydra.runtime.choices))
+        _JOBS[key] = job
+    return _JOBS[key]
+
+
+def forget() -> None:
+    """Empty both memos when a sweep starts: configs and files a job's key hashes (weights) may have changed."""
+    _BASES.clear()
+    _JOBS.clear()
