@@ -412,6 +412,7 @@ def _phase_table(rows: list[dict]) -> dict[str, float]:
 def _cell_costs(store: Path) -> dict[str, float]:
     """Median ``time/fit_s`` per ``cell_key`` over the training runs in ``store``: the runs of one cell do the same work
     (model, data, epochs; only the seed differs), so the median prices a run without the load its machine had."""
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     from benchmark.report.load import load_runs
 
     runs = load_runs(tracking_uri=f"sqlite:///{store}", experiment="bench")
@@ -465,6 +466,7 @@ def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
     on the stored deltas; a cell's seeds are those its verdict asked for, a baseline's the most any cell paired with
     it used. Its training seconds are the ``time/fit_s`` of exactly those runs. ``design``: the adaptive sweep's
     (looks, alpha, margin), of which each variant changes the boundary shape and the futility stop."""
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     import dataclasses
 
     from benchmark import sequential
@@ -517,6 +519,7 @@ def adaptive_vs_fixed(base: Path, store: Path, cache: Path, grids: list[str], lo
     ``work``: the work dir of an earlier run (``--adaptive-work``): its finished runs are reused, so an interrupted
     comparison resumes (the fixed design's wall time then covers only what was left). ``designs``: what other
     designs would have cost on the same runs (``replay_designs``)."""
+    # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     from benchmark.sweep import find_state
 
     work = work or base / "adaptive"
