@@ -460,12 +460,13 @@ DESIGN_VARIANTS = {
 """Designs replayed on the fixed design's runs (``replay_designs``) beside the one the adaptive sweep ran."""
 
 
-def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
+def replay_designs(store: Path, sweep_id: str, design: dict, metric: str = "test/acc") -> dict[str, dict]:
     """What each design of ``DESIGN_VARIANTS`` would have cost on the fixed design's runs, without training: the
     rounds of the sweeper (``sequential.plan_next_round`` on each cell's deltas in seed order, one family) replayed
     on the stored deltas; a cell's seeds are those its verdict asked for, a baseline's the most any cell paired with
     it used. Its training seconds are the ``time/fit_s`` of exactly those runs. ``design``: the adaptive sweep's
-    (looks, alpha, margin), of which each variant changes the boundary shape and the futility stop."""
+    (looks, alpha, margin), of which each variant changes the boundary shape and the futility stop; ``metric`` its
+    verdict metric."""
     # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     import dataclasses
 
@@ -480,7 +481,7 @@ def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
     cells: dict[str, list[tuple[float, str, str]]] = {}  # cell -> (delta, run key, its baseline's run key) by seed
     for _, r in runs[runs["tags.role"] == "transfer"].sort_values("seed").iterrows():
         cells.setdefault(r["tags.cell_key"], []).append(
-            (r["metrics.delta/test/acc"], r["tags.run_key"], r["tags.baseline_key"])
+            (r[f"metrics.delta/{metric}"], r["tags.run_key"], r["tags.baseline_key"])
         )
     out = {}
     for name, knobs in DESIGN_VARIANTS.items():
@@ -488,11 +489,11 @@ def replay_designs(store: Path, sweep_id: str, design: dict) -> dict[str, dict]:
         want = dict.fromkeys(cells, plan_of.min_seeds)
         while True:  # the sweeper's rounds: each asks the open cells for their next look's seeds
             seen = {k: [d for d, _, _ in v[: want[k]]] for k, v in cells.items()}
-            plan = sequential.plan_next_round(seen, plan_of)
+            plan = sequential.plan_next_round(seen, plan_of, metric)
             if plan == want:
                 break
             want = plan
-        decided = sequential.decide(seen, plan_of)
+        decided = sequential.decide(seen, plan_of, metric)
         used = [key for k, v in cells.items() for _, key, _ in v[: want[k]]]
         used += sorted({b for k, v in cells.items() for _, _, b in v[: want[k]]})  # the baselines they paired with
         out[name] = {
@@ -522,9 +523,9 @@ def adaptive_vs_fixed(base: Path, store: Path, cache: Path, grids: list[str], lo
     # imported here, not at the top: `python -m benchmark.bench plain` (the reference) must not pay for them
     from benchmark.sweep import find_state
 
-    work = work or base / "adaptive"
-    if not (work / "mlflow.db").exists():
-        work = _fresh(work.parent, work.name, store, cache)
+    if work is not None and not (work / "mlflow.db").is_file():  # never recreate (and so empty) a directory given
+        raise SystemExit(f"--adaptive-work {work}: no mlflow.db there; pass the 'adaptive' dir of an earlier run")
+    work = work or _fresh(base, "adaptive", store, cache)
     out = {}
     for grid in grids:
         common = [*ADAPTIVE_GRIDS[grid], "trainer.threads=2"]
@@ -543,7 +544,7 @@ def adaptive_vs_fixed(base: Path, store: Path, cache: Path, grids: list[str], lo
         row["agree"] = sum(f.get(k) == v for k, v in a.items())
         row["n_cells"] = len(f)
         row["design"] = state.design if state else None
-        row["designs"] = replay_designs(work / "mlflow.db", fixed_id, state.design) if state else {}
+        row["designs"] = replay_designs(work / "mlflow.db", fixed_id, state.design, state.metric) if state else {}
         out[grid] = row
     return out
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from benchmark import phases, sweep, tracking
 from benchmark.job import objective, recorded_outcome
 from benchmark.spec import JobOutcome, JobSpec, check_rerun
-from benchmark.sweep_jobs import sweep_job
+from benchmark.sweep_jobs import sweep_job, sweep_rerun
 
 log = logging.getLogger("benchmark")
 
@@ -64,10 +64,10 @@ def find_done(state: sweep.SweepState, batch: Sequence[Sequence[str]], rerun: st
     for i, overrides in enumerate(batch):
         with phases.job() as watch:
             try:
-                if rerun_of(overrides, rerun) == "all":
-                    continue
                 with phases.phase("compose"):
                     job = sweep_job(overrides)
+                if rerun_of(overrides, rerun) == "all" or check_rerun(sweep_rerun(overrides)) == "all":
+                    continue
                 with phases.phase("lookup"):
                     outcome = recorded_outcome(job, finished)
             except Exception as exc:  # the launched job reports it (a FAILED record, or a failure of its own)

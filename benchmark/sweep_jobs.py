@@ -31,6 +31,7 @@ from benchmark.spec import JobSpec
 
 _BASES: dict[tuple[str, ...], DictConfig] = {}
 _JOBS: dict[tuple[str, ...], JobSpec] = {}
+_RERUN: dict[tuple[str, ...], str] = {}  # each job's composed ``rerun`` (a swept group may set it, not only overrides)
 
 
 def job_config(overrides: Sequence[str]) -> DictConfig:
@@ -88,10 +89,18 @@ def sweep_job(overrides: Sequence[str], cfg: DictConfig | None = None) -> JobSpe
         else:
             job = build_job(cfg, dict(cfg.hydra.runtime.choices))
         _JOBS[key] = job
+        _RERUN[key] = str(cfg.get("rerun", "none"))
     return _JOBS[key]
+
+
+def sweep_rerun(overrides: Sequence[str]) -> str:
+    """The ``rerun`` policy of the job's composed config, as the launched job would read it (``benchmark.run``)."""
+    sweep_job(overrides)
+    return _RERUN[tuple(overrides)]
 
 
 def forget() -> None:
     """Empty both memos when a sweep starts: configs and files a job's key hashes (weights) may have changed."""
     _BASES.clear()
     _JOBS.clear()
+    _RERUN.clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 from test_sweep import TINY, run_sweep
 
@@ -31,6 +32,7 @@ def _parent(client: MlflowClient, sweep_dir: Path):
     return client.get_run(state["parent_run_id"])
 
 
+@pytest.mark.slow  # three sweeps, ~40 s: CI runs it; the default suite keeps the done-job check below
 def test_a_rerun_launches_only_the_missing_jobs_and_records_the_done_ones_as_launched_jobs_would(tmp_path, store):
     first = run_sweep(tmp_path, store, [*ARGS, "seed=0,1"], "first")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
