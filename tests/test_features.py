@@ -128,6 +128,7 @@ def test_features_and_scores_are_computed_once_per_pair(ctx, extract_calls):
         assert key in run.data.metrics, key
 
 
+@pytest.mark.slow  # ranks two sources through the CLI, ~19 s: CI runs it
 def test_rank_orders_sources_and_logs_a_run(store, tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
