@@ -39,16 +39,6 @@ class Done:
         return objective(self.outcome.metrics, self.job.selection)
 
 
-def rerun_of(overrides: Sequence[str], default: str) -> str:
-    """The job's ``rerun`` policy: its own ``rerun=`` override (the last one) or the sweep's ``default``."""
-    value = default
-    for o in overrides:
-        key, _, v = o.partition("=")
-        if key.lstrip("+") == "rerun":
-            value = v
-    return check_rerun(value)
-
-
 def find_done(state: sweep.SweepState, batch: Sequence[Sequence[str]], rerun: str) -> dict[int, Done]:
     """The jobs of ``batch`` that are done, by position in the batch.
 
@@ -66,7 +56,7 @@ def find_done(state: sweep.SweepState, batch: Sequence[Sequence[str]], rerun: st
             try:
                 with phases.phase("compose"):
                     job = sweep_job(overrides)
-                if rerun_of(overrides, rerun) == "all" or check_rerun(sweep_rerun(overrides)) == "all":
+                if check_rerun(sweep_rerun(overrides)) == "all":  # its own rerun= or a swept group's
                     continue
                 with phases.phase("lookup"):
                     outcome = recorded_outcome(job, finished)

@@ -257,7 +257,7 @@ def verdict_chance(design: SequentialDesign, mean: np.ndarray, se: np.ndarray, n
     (non-binding): it never makes a verdict, so it cannot raise an error rate, only lower the power.
     """
     n_last = design.max_seeds
-    df = np.asarray(design.looks, dtype=float)[-1] - 1
+    df = n_last - 1.0
     se_last = se * math.sqrt(n / n_last)
     spread = se * math.sqrt((n_last - n) / n_last)
     m = design.margin
