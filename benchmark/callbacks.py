@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from pathlib import Path
 
@@ -14,6 +13,8 @@ import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 from torch import nn
+
+from benchmark.util import atomic_path
 
 
 class Diverged(RuntimeError):
@@ -176,10 +177,8 @@ class EpochCheckpoint(pl.Callback):
         if time.perf_counter() - self._last < self.every_s or trainer.current_epoch + 1 == trainer.max_epochs:
             return
         self._last = time.perf_counter()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and callback state too: a full resume
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            trainer.save_checkpoint(tmp, weights_only=False)  # optimizer and callback state too: a full resume
 
 
 class DivergenceGuard(pl.Callback):

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from benchmark import identity
+from benchmark.util import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,8 @@ def cached_split_features(
         te, _ = extract(model, test)
     seconds = time.perf_counter() - t0
     out = SplitFeatures(tr, va, te, lg, seconds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"train": tr, "val": va, "test": te, "logits_train": lg}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"train": tr, "val": va, "test": te, "logits_train": lg}, tmp)
     log.info("extracted features %s (%d+%d+%d examples, dim %d) in %.2f s", key, len(tr), len(va), len(te),
              tr.shape[1], seconds)  # fmt: skip
     _MEMO[key] = out

@@ -34,7 +34,7 @@ from benchmark.metrics import SCORES
 from benchmark.models import build_model, classifier_prefixes, load_verified
 from benchmark.spec import Context, JobSpec
 from benchmark.splits import load_splits
-from benchmark.util import stable_hash
+from benchmark.util import atomic_path, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +124,8 @@ def pair_scores(
             t0 = time.perf_counter()
             part = {k: float(v) for k, v in compute().items()}
             part["time/scores_s"] = time.perf_counter() - t0
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(part, indent=1))
-            tmp.replace(path)
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(part, indent=1))
         part = json.loads(path.read_text())
         scores["time/scores_s"] += part.pop("time/scores_s", 0.0)
         scores.update(part)

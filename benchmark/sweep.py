@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmark import metrics, tracking
+from benchmark.util import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,8 @@ class SweepState:
         return Path(self.sweep_dir) / STATE_FILE
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        tmp.replace(self.path)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, path: Path) -> SweepState:
@@ -204,10 +203,8 @@ def result_line(job, outcome) -> str:
 
 def write_record(path: Path, record: dict) -> None:
     """Atomically write a job record (``record_path``) for the sweep's finaliser."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
 
 
 def record_cells(

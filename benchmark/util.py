@@ -1,4 +1,4 @@
-"""Small shared helpers: content hashes and inter-process file locks."""
+"""Small shared helpers: content hashes, inter-process file locks and atomic file writes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,3 +30,19 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path next to ``path``, unique to this writer, moved onto ``path`` when the block ends without
+    error and removed otherwise. A reader never sees half a file, and writers of the same file in several processes
+    at once (the feature and score caches of a parallel sweep) all succeed: the last one to finish wins, and for a
+    content-keyed cache their contents are equal. The file is created by the writer, so it gets the umask's mode."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from benchmark.job import ensure_run, execute
 from benchmark.spec import Context
 from benchmark.strategies.base import TransferStrategy
 from benchmark.train import Budget, TrainerSettings, fit_and_test
+from benchmark.util import atomic_path
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=2",
         "budget.min_steps=10"]  # fmt: skip
@@ -145,3 +146,21 @@ def test_rank_orders_sources_and_logs_a_run(store, tmp_path, capsys):
     client = MlflowClient(store)
     run = client.search_runs([client.get_experiment_by_name("rank").experiment_id])[0]
     assert run.data.tags["role"] == "rank" and "synth_digits/transfer/logme" in run.data.metrics
+
+
+def test_two_writers_of_one_cache_file_both_succeed(tmp_path):
+    """Two jobs of a parallel sweep extract the same features and write the same cache file at once (a CI failure:
+    with one shared temporary name, the second rename found its file already moved). Each writer now has its own
+    temporary file: both succeed, the file is whole, nothing is left behind; a failed writer leaves no file."""
+    path = tmp_path / "features" / "key.pt"
+    with atomic_path(path) as outer:
+        torch.save({"writer": "first"}, outer)
+        with atomic_path(path) as inner:  # the second job writes and renames while the first is between the two
+            torch.save({"writer": "second"}, inner)
+    assert torch.load(path, weights_only=True) == {"writer": "first"}  # the last to finish wins; both are whole
+    assert sorted(p.name for p in path.parent.iterdir()) == ["key.pt"]
+    broken = tmp_path / "broken.json"
+    with pytest.raises(OSError), atomic_path(broken) as tmp:
+        tmp.write_text("half")
+        raise OSError("disk full")
+    assert list(tmp_path.glob("*broken*")) == []

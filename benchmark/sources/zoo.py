@@ -20,8 +20,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from safetensors.torch import save_file
 from benchmark import identity
 from benchmark.sources.key_map import check_strict, format_mismatches, remap_by_order
 from benchmark.sources.weights import SourceWeights
+from benchmark.util import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -175,15 +174,8 @@ def zoo_checkpoint(name: str, cache_dir: Path) -> Path:
         "arch": model.arch,
         "timm": timm.__version__,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
