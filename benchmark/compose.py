@@ -164,7 +164,7 @@ def build_augment(choice: str | None, node: Any) -> Augment:
 
 def build_trainer(t: DictConfig) -> TrainerSettings:
     """Typed trainer settings; keys a trainer YAML leaves out take ``TrainerSettings``' defaults. ``threads`` is
-    the process's business (``benchmark.run.job_threads``), not a training setting."""
+    the process's business (``benchmark.threads.job_threads``), not a training setting."""
     values = {k: v for k, v in (resolved(t) or {}).items() if k != "threads"}
     return _typed(TrainerSettings, values, "trainer")
 

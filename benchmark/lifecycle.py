@@ -102,6 +102,6 @@ def tracked_run(job: JobSpec, ctx: Context, resume_run_id: str | None = None) ->
 
 
 def threads_tag() -> dict[str, str]:
-    """The torch threads this process trains with (``benchmark.run.job_threads``: cores shared among parallel
+    """The torch threads this process trains with (``benchmark.threads.job_threads``: cores shared among parallel
     jobs); a tag, not a param, since it is no part of the result and a resumed run may get another number."""
     return {"threads": str(torch.get_num_threads())}

@@ -36,7 +36,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import reuse, sequential, sweep, tracking
+from benchmark import reuse, sequential, sources_first, sweep, sweep_jobs, tracking
 
 log = logging.getLogger("benchmark")
 
@@ -148,11 +148,14 @@ class TransferSweeper(Sweeper):
         state = sweep.find_state(Path(self.config.hydra.sweep.dir))
         done = reuse.find_done(state, batch, str(self.config.get("rerun", "none"))) if state else {}
         todo = [i for i in range(len(batch)) if i not in done]
-        self.validate_batch_is_legal([batch[i] for i in todo])  # Hydra's own check, before any job of the batch runs
+        check_composes([batch[i] for i in todo])  # before any job of the batch runs
         if state:
             reuse.record(state, first_num, done, len(batch))
         results = {i: JobReturn(overrides=d.overrides, status=JobStatus.COMPLETED, _return_value=d.objective)
                    for i, d in done.items()}  # fmt: skip
+        if state and todo:  # a parallel launcher's workers pretrain the sources first, side by side
+            sources_first.pretrain_in_pool(self.launcher, [sweep_jobs.sweep_job(batch[i]) for i in todo], self.config,
+                                           state)  # fmt: skip
         for run in consecutive(todo):
             launched = self.launcher.launch([batch[i] for i in run], initial_job_idx=first_num + run[0])
             results.update(zip(run, launched, strict=True))
@@ -192,6 +195,14 @@ class TransferSweeper(Sweeper):
             family = {i: o[1] for i, o in observed.items() if o is not None and o[0] == metric}
             plan.update(sequential.plan_next_round(family, design, metric))
         return plan
+
+
+def check_composes(batch: list[list[str]]) -> None:
+    """Hydra's ``validate_batch_is_legal``: every job of ``batch`` composes, or the sweep stops before any of them
+    runs, with Hydra's error. Through ``sweep_jobs.job_config``, which shares each set of group choices' composition
+    with preflight (Hydra's own check composes every job again: 0.1 s a job, 4 s for the quickstart's 40)."""
+    for overrides in batch:
+        sweep_jobs.job_config(overrides)
 
 
 def consecutive(indices: list[int]) -> list[list[int]]:

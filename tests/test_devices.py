@@ -9,7 +9,7 @@ from conftest import compose
 
 from benchmark.compose import compose_job
 from benchmark.devices import assign, device_tag, job_device
-from benchmark.run import parallel_launcher
+from benchmark.threads import parallel_launcher
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,46 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
     assert verdict_table.count("| synth_digits") == 2
 
 
+def test_a_job_that_does_not_compose_stops_the_sweep_before_anything_trains(tmp_path, store):
+    """With preflight off, the sweeper still checks that every job of a batch composes before any of them runs
+    (Hydra's ``validate_batch_is_legal``, through the compositions preflight shares: ``sweeper.check_composes``).
+    The first job composes and the second names a source that does not exist: the sweep ends with Hydra's error
+    naming it and the valid options, and the first job does not train."""
+    result = run_sweep(tmp_path, store, ["source=synth_digits,nope", "strategy=finetune", "seed=0", "preflight=false"])
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "source/nope" in result.stderr and "synth_digits" in result.stderr
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id], max_results=100) if exp is not None else []
+    assert [r.data.tags.get("role") for r in runs] in ([], ["sweep"])  # at most the sweep's parent run, ended
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert not (tmp_path / "cache" / "sources").exists()  # the first job's source was not even pretrained
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_pretrains_its_sources_side_by_side_before_its_jobs(tmp_path, store):
+    """README "Parallel, team and cluster runs": on the joblib launcher, the sweep's sources are pretrained in the
+    launcher's workers before any job starts (``benchmark.sources_first``), so no worker waits on a source's lock
+    while another pretrains it. Each source is pretrained once, as a run of the sweep, before the first job's run;
+    the jobs load it; the verdicts are there."""
+    args = ["hydra/launcher=parallel", "source=synth_digits,shapes", "strategy=linear_probe", "label_budget=3",
+            "seed=0,1"]  # fmt: skip
+    result = run_sweep(tmp_path, store, args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pretraining 2 source(s) in the launcher's 2 workers before the jobs" in result.stdout
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("e2e")
+    roles = runs_by_role(client, exp.experiment_id)
+    (parent,) = roles["sweep"]
+    pretrained = roles["pretrain"]
+    assert sorted(r.data.tags["source"] for r in pretrained) == ["shapes", "synth_digits"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in pretrained} == {parent.info.run_id}
+    jobs = roles["transfer"] + roles["baseline"]
+    assert len(roles["transfer"]) == 4 and len(roles["baseline"]) == 2
+    assert max(r.info.end_time for r in pretrained) <= min(r.info.start_time for r in jobs)
+    assert all(r.info.status == "FINISHED" for r in pretrained + jobs)
+
+
 def test_a_failing_job_is_isolated_and_recorded(tmp_path, store):
     """README "Failure isolation": a failed job leaves a FAILED run with ``traceback.txt`` and ``failure_reason``;
     the other jobs go on; the parent ends FAILED with ``failed_cells`` and the command exits 1.
