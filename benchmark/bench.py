@@ -388,7 +388,10 @@ def jobs_overhead(base: Path, store: Path, cache: Path, seeds: int) -> dict:
     (``benchmark.phases``); the training share is the sum of ``time/fit_s`` of the runs it trained over the
     command's wall time, the rest of the command (start-up, preflight, the sweep's report) is what no job holds."""
     work = _fresh(base, "jobs", store, cache)
-    args = ["experiment=quickstart", "seed=" + ",".join(str(s) for s in range(seeds)), "trainer.threads=2"]
+    # one job at a time with 2 threads, as measured before the quickstart ran two jobs at once: the per-job phases
+    # and the training share of one process, not of a pool
+    args = ["experiment=quickstart", "seed=" + ",".join(str(s) for s in range(seeds)), "trainer.threads=2",
+            "hydra/launcher=basic"]  # fmt: skip
     cold, _ = _timed(_harness(args, work, multirun=True))
     fit = _fit_seconds(work / "mlflow.db")
     trained = _records(work / "sweep")
