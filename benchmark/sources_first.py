@@ -2,10 +2,11 @@
 
 Jobs that share a harness-pretrained source wait on its lock while one of them pretrains it
 (``benchmark.sources.pretrain``): on the quickstart with two workers, one worker sat idle for the whole pretraining of
-each of its two sources (13 s each on a 2-core machine). Here the sweeper hands every source that the jobs it is about
-to launch would pretrain to the joblib launcher's pool first, one task per source, so different sources train side by
-side. The pool is the one the launcher then reuses (joblib keeps its workers while its settings are unchanged), so
-the workers' start-up is paid once.
+each of its two sources (13 s each on a 2-core machine). Here the sweeper hands every distinct source whose weights the
+jobs it is about to launch load to the joblib launcher's pool first, one task per source, so different sources are
+pretrained (or converted, or fetched: whatever the weights kind does on first use) side by side. The pool is the one
+the launcher then reuses (joblib keeps its workers while its settings are unchanged), so the workers' start-up is
+paid once.
 
 A task does what the first job of the source would have done: the job's own ``recipe.source_weights_file`` with the
 job's context (store, experiment, sweep parent, cache), threads and device. Runs, keys and files are the same. A
@@ -59,7 +60,7 @@ def pretrain_in_pool(launcher: Any, jobs: list[JobSpec], config: DictConfig, sta
     process_joblib_cfg(cfg)
     threads = job_threads(config.trainer.get("threads"), config.hydra.launcher)
     cache = str(Path(config.cache_dir).resolve())
-    log.info("pretraining %d source(s) in the launcher's %s workers before the jobs", len(sources), cfg["n_jobs"])
+    log.info("preparing %d source(s) in the launcher's %s workers before the jobs", len(sources), cfg["n_jobs"])
     where = (state.tracking_uri, state.experiment_id, state.parent_run_id, state.sweep_id, cache, config.tracking)
     Parallel(**cfg)(delayed(_pretrain_source)(job, i, threads, *where) for i, job in enumerate(sources))
 

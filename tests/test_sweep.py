@@ -161,7 +161,7 @@ def test_a_parallel_sweep_pretrains_its_sources_side_by_side_before_its_jobs(tmp
             "seed=0,1"]  # fmt: skip
     result = run_sweep(tmp_path, store, args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "pretraining 2 source(s) in the launcher's 2 workers before the jobs" in result.stdout
+    assert "preparing 2 source(s) in the launcher's 2 workers before the jobs" in result.stdout
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("e2e")
     roles = runs_by_role(client, exp.experiment_id)
