@@ -25,7 +25,7 @@ from benchmark import devices, tracking
 from benchmark.compose import build_lineage
 from benchmark.recipe import source_weights_file
 from benchmark.spec import Context, JobSpec
-from benchmark.threads import job_threads, set_threads
+from benchmark.threads import job_threads, parallel_launcher, set_threads
 from benchmark.util import stable_hash
 
 log = logging.getLogger("benchmark")
@@ -42,11 +42,12 @@ def distinct_sources(jobs: list[JobSpec]) -> list[JobSpec]:
 
 
 def pretrain_in_pool(launcher: Any, jobs: list[JobSpec], config: DictConfig, state: Any) -> None:
-    """Pretrain the sources of ``jobs`` in the pool of ``launcher`` (a joblib launcher running several jobs at once),
-    ``config`` the sweep's config, ``state`` its ``benchmark.sweep.SweepState``. Nothing for any other launcher, or
-    when no job loads source weights; a source already in the cache costs its task a file check."""
+    """Prepare the sources of ``jobs`` (``distinct_sources``) in the pool of ``launcher`` (a joblib launcher running
+    several jobs at once), ``config`` the sweep's config, ``state`` its ``benchmark.sweep.SweepState``. Nothing for
+    any other launcher, or when no job loads source weights; a source already in the cache costs its task a file
+    check."""
     settings = getattr(launcher, "joblib", None)
-    if settings is None or config.hydra.launcher.get("n_jobs") in (None, 1):
+    if settings is None or not parallel_launcher(config.hydra.launcher):
         return
     # here, not at the top: only a sweep on the joblib launcher (an optional Hydra plugin) needs joblib
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
