@@ -40,7 +40,7 @@ def run_job(cfg: DictConfig) -> float | None:
 def _run_job(cfg: DictConfig, watch: phases.Stopwatch) -> float | None:
     # here, not at the top: tab completion and --help import this module and must not pay for torch, Lightning,
     # timm and MLflow (~8 s of CPU); a sweep pays once, its first job, since its jobs share one process
-    from benchmark import devices, sweep, tracking
+    from benchmark import devices, sweep, sweep_jobs, tracking
     from benchmark.compose import build_job, build_lineage
     from benchmark.hydra_callback import artifact_root
     from benchmark.job import execute, objective
@@ -61,8 +61,9 @@ def _run_job(cfg: DictConfig, watch: phases.Stopwatch) -> float | None:
         uri = state.tracking_uri if state is not None else tracking.resolve_uri(cfg.tracking.uri, root)
         rerun = check_rerun(cfg.get("rerun", "none"))
         job_num = int(hc.job.num) if multirun else 0  # a single run has no job number (Hydra leaves it unset)
-        with phases.phase("compose"):
-            job = devices.assign(build_job(cfg, choices), job_num, multirun and parallel_launcher(hc.launcher))
+        with phases.phase("compose"):  # a sweep's job as preflight built it, when this process did
+            job = (sweep_jobs.take(hc.overrides.task) if multirun else None) or build_job(cfg, choices)
+            job = devices.assign(job, job_num, multirun and parallel_launcher(hc.launcher))
         record.update(sweep.job_fields(job))
         with phases.phase("store"):
             client = tracking.open_store(uri)

@@ -10,6 +10,11 @@ steps: the defaults list and the merge of its configs, from the config-group ove
 first step once per set of group overrides and copies it, and the second step is Hydra's own
 (``ConfigLoaderImpl._apply_overrides_to_config``, private: pyproject pins hydra-core below 1.4). The result is the
 config ``compose`` gives, hydra node included (``tests/test_sweep_jobs.py`` compares them).
+
+The launcher composes each job once more before it runs (Hydra's ``load_sweep_config``: the sweep's hydra overrides
+and the job's, in ``RunMode.RUN``, as ``compose`` does). ``SharedCompositions`` is the config loader the sweeper
+gives its launcher: it answers that call through ``job_config`` too, in the launcher's process or in a joblib
+worker (each keeps its own compositions), and hands every other call to Hydra's loader.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from benchmark.compose import build_job, config
+from benchmark.config_path import CONFIG_NAME
 from benchmark.spec import JobSpec
 
 _BASES: dict[tuple[str, ...], DictConfig] = {}
@@ -63,6 +69,28 @@ def job_config(overrides: Sequence[str]) -> DictConfig:
     return cfg
 
 
+class SharedCompositions:
+    """Hydra's config loader, with ``load_sweep_config`` through ``job_config`` (module docstring); picklable, so a
+    joblib launcher's workers get it with the launcher's Hydra context."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        """Hydra's ``ConfigLoaderImpl.load_sweep_config``: the job's config, its values resolved as the sweep's."""
+        if master_config.hydra.job.config_name != CONFIG_NAME:  # job_config composes the harness's primary config
+            return self.loader.load_sweep_config(master_config, sweep_overrides)
+        overrides = [*OmegaConf.to_container(master_config.hydra.overrides.hydra), *sweep_overrides]
+        cfg = job_config(overrides)
+        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+        return cfg
+
+    def __getattr__(self, name: str):
+        if name == "loader":  # not set yet (while unpickling): no recursion through __getattr__
+            raise AttributeError(name)
+        return getattr(self.loader, name)
+
+
 def _shapes_the_defaults(override: Override, repo) -> bool:
     """Whether Hydra reads ``override`` while building the defaults list: a hydra override or a config-group choice
     (a dict value sets a key, as in Hydra's own ``Overrides``); any other override is applied afterwards."""
@@ -91,6 +119,13 @@ def sweep_job(overrides: Sequence[str], cfg: DictConfig | None = None) -> JobSpe
         _JOBS[key] = job
         _RERUN[key] = str(cfg.get("rerun", "none"))
     return _JOBS[key]
+
+
+def take(overrides: Sequence[str]) -> JobSpec | None:
+    """The typed job this process built for ``overrides`` (preflight's, on a launcher that runs the jobs in the
+    sweep's own process), handed to the job that runs it and forgotten here: what its strategy holds while it trains
+    (L2-SP's anchor weights) goes with the job. None where none was built, as in a joblib worker."""
+    return _JOBS.pop(tuple(overrides), None)
 
 
 def sweep_rerun(overrides: Sequence[str]) -> str:

@@ -82,7 +82,9 @@ class TransferSweeper(Sweeper):
         self.basic = importlib.import_module(BASIC).BasicSweeper(max_batch_size, params)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        # the launcher composes each job through the compositions preflight shares (benchmark.sweep_jobs)
+        shared = HydraContext(sweep_jobs.SharedCompositions(hydra_context.config_loader), hydra_context.callbacks)
+        self.basic.setup(hydra_context=shared, task_function=task_function, config=config)
         self.config, self.hydra_context, self.launcher = config, hydra_context, self.basic.launcher
 
     def sweep(self, arguments: list[str]) -> Any:

@@ -72,3 +72,39 @@ def test_a_sweep_job_is_built_once_and_leaves_the_apps_config(app):
     assert (job.run_key, job.baseline_key, job.name) == (lambda j: (j.run_key, j.baseline_key, j.name))(
         compose_job(JOBS[2])
     )
+
+
+def test_the_launchers_loader_gives_each_job_hydras_own_sweep_config(app):
+    """What the sweeper's launcher gets for each job (``SharedCompositions.load_sweep_config``) is Hydra's
+    ``load_sweep_config`` of the same sweep: the sweep's hydra overrides and the job's, the sweep's resolver cache;
+    also after a round trip through pickle, as a joblib worker receives it."""
+    import pickle
+
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    gh = GlobalHydra.instance()
+    hydra_overrides = ["hydra/launcher=parallel", "hydra.sweep.dir=/tmp/sweep_here", "hydra.job.chdir=false"]
+    master = gh.hydra.compose_config("config", [*hydra_overrides, "seed=0,1"], run_mode=RunMode.MULTIRUN)
+    assert list(master.hydra.overrides.hydra) == hydra_overrides
+    loader = gh.config_loader()
+    shared = sweep_jobs.SharedCompositions(loader)
+    for wrapper in (shared, pickle.loads(pickle.dumps(shared))):
+        for overrides in JOBS[:3] + JOBS[:3]:  # the second pass copies the memoised compositions
+            ours, hydras = wrapper.load_sweep_config(master, overrides), loader.load_sweep_config(master, overrides)
+            assert OmegaConf.to_container(ours, resolve=False) == OmegaConf.to_container(hydras, resolve=False)
+            assert ours.hydra.sweep.dir == "/tmp/sweep_here" and ours.hydra.mode == hydras.hydra.mode
+    assert shared.get_sources() == loader.get_sources()  # everything else is Hydra's loader
+
+
+def test_a_launched_job_takes_the_job_preflight_built_once(app):
+    """``run_job`` takes the typed job preflight built for its overrides (the basic launcher runs jobs in the sweep's
+    process), and the memo lets go of it: what its strategy holds while it trains is not kept for the whole sweep."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(_full(["seed=5"]))
+    job = sweep_jobs.sweep_job(JOBS[2])
+    assert sweep_jobs.take(JOBS[2]) is job
+    assert sweep_jobs.take(JOBS[2]) is None and sweep_jobs.take(JOBS[0]) is None
+    again = sweep_jobs.sweep_job(JOBS[2])  # asked again (the sweeper's next round): built again, the same job
+    assert again is not job and again.run_key == job.run_key
