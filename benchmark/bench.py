@@ -107,7 +107,8 @@ def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:
     model.load_state_dict(state, strict=False)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}])
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            fused=True)  # as the harness's trainer (trainer.fused_optimizer)  # fmt: skip
     bs, lr = 64, 3.0e-3
     steps_per_epoch = math.ceil(len(ys["train"]) / bs)
     total = epochs * steps_per_epoch

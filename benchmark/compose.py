@@ -265,7 +265,7 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         "label_budget": cfg.label_budget,
         "budget": raw(cfg.budget),
         "selection": cfg.selection,
-        "trainer": {name: getattr(trainer, name) for name in identity.NUMERICS},
+        "trainer": identity.numerics(trainer),
         **augment,
         **validation,
         **tuning_identity(cfg, strategy_cfg),

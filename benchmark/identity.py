@@ -34,9 +34,15 @@ KEY_VERSION = 3
 3: strategies and weights kinds are identified by id and settings, not by the Python class that implements them
 (``_target_`` left out, so moving code changes no key); a strategy's ``meta`` block is part of its settings."""
 
-NUMERICS = ("accelerator", "precision", "deterministic", "channels_last", "compile")
+NUMERICS = ("accelerator", "precision", "deterministic", "channels_last", "compile", "fused_optimizer")
 """Trainer settings that change a run's numbers (part of every key). Threads, DataLoader workers, checkpoint
-interval and the feature cache (identical metrics, ``tests/test_features.py``) only change its speed."""
+interval and the feature cache (identical metrics, ``tests/test_features.py``) only change its speed. (Threads can
+change the last bits of a CPU run's sums; runs of one machine at one thread are identical.)"""
+
+LATER_NUMERICS = {"fused_optimizer": False}
+"""``NUMERICS`` added after run keys existed, with the value every run recorded before had: that value leaves the
+entry out of the key, so those runs keep their keys and are reused (``trainer.fused_optimizer=false`` reproduces
+them); any other value makes a new key."""
 
 UNIDENTIFYING = ("version", "seed", "label_budget", "source.id", "target.id", "strategy.id")
 """Identity entries a variant never shows: the key version, the seed (the cell's replicate axis) and the cell's
@@ -50,6 +56,13 @@ class Keys:
     run_key: str
     cell_key: str
     variant: str
+
+
+def numerics(trainer: Any) -> dict[str, Any]:
+    """The trainer settings a run key holds (``NUMERICS``), a later one left out at its earlier value
+    (``LATER_NUMERICS``)."""
+    values = {name: getattr(trainer, name) for name in NUMERICS}
+    return {k: v for k, v in values.items() if k not in LATER_NUMERICS or v != LATER_NUMERICS[k]}
 
 
 def keys(identity: dict[str, Any], defaults: dict[str, Any] | None = None, weights_name: str = "file") -> Keys:

@@ -64,6 +64,7 @@ class TransferModule(pl.LightningModule):
         optimization: Optimization,
         total_epochs: int,
         total_steps: int,
+        fused_optimizer: bool = False,
     ):
         super().__init__()
         self.model = model
@@ -74,6 +75,7 @@ class TransferModule(pl.LightningModule):
         self.optimization = optimization
         self.total_epochs = total_epochs
         self.total_steps = max(total_steps, 1)
+        self.fused_optimizer = fused_optimizer  # AdamW's fused kernel (``TrainerSettings.fused_optimizer``)
         self.train_sums: dict[str, torch.Tensor] = {}  # this epoch's batch-size-weighted sums, see accumulate_train
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
@@ -102,7 +104,8 @@ class TransferModule(pl.LightningModule):
         groups = [g for g in groups if g["params"]]
         if opt.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=opt.lr, momentum=opt.momentum, nesterov=True)
-        return torch.optim.AdamW(groups, lr=opt.lr)
+        # fused=None, not False: PyTorch's own choice (the per-tensor loop on a CPU), as runs had before the setting
+        return torch.optim.AdamW(groups, lr=opt.lr, fused=True if self.fused_optimizer else None)
 
     def lr_factor(self, step: int) -> float:
         warmup = max(1, int(self.optimization.warmup_fraction * self.total_steps))

@@ -122,7 +122,8 @@ def test_file_weights_are_keyed_by_content_not_path(tmp_path):
 def test_trainer_numerics_enter_every_key_and_speed_settings_do_not():
     base = _job([])
     for override in ["trainer.deterministic=true", "+trainer.channels_last=true", "+trainer.compile=true",
-                     "trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "trainer=gpu"]:  # fmt: skip
+                     "trainer.accelerator=gpu", "trainer.precision=bf16-mixed", "trainer=gpu",
+                     "trainer.fused_optimizer=false"]:  # fmt: skip
         job = _job([override])
         assert job.run_key != base.run_key, override
         assert job.baseline_key != base.baseline_key, override  # a pair's two runs share their numerics
@@ -131,6 +132,45 @@ def test_trainer_numerics_enter_every_key_and_speed_settings_do_not():
                      "trainer.feature_cache=false", "+trainer.channels_last=false"]:  # fmt: skip
         job = _job([override])
         assert (job.run_key, job.baseline_key, job.cell_key) == (base.run_key, base.baseline_key, base.cell_key)
+
+
+LEGACY_KEYS = {
+    ("experiment=quickstart", "source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0"):
+        ("1b306e9b7704", "553ac09f3576", "9c0d8c25eed7"),
+    ("strategy=linear_probe", "label_budget=null", "seed=2"): ("bcbbd200ca3f", "1f42d3e0a692", "bd8f951f5729"),
+}  # fmt: skip
+"""Run, baseline and cell keys of two jobs as the harness gave them before ``trainer.fused_optimizer`` existed
+(commit 81a704c), when AdamW ran PyTorch's per-tensor loop."""
+
+
+@pytest.mark.parametrize("overrides", sorted(LEGACY_KEYS))
+def test_runs_recorded_before_the_fused_optimizer_keep_their_keys_with_it_off(overrides):
+    """``trainer.fused_optimizer=false`` trains as runs did before the setting and finds them by their keys; the
+    default (the fused kernel, other rounding) is another run. Each job's module builds the optimizer it says."""
+    legacy = _job([*overrides, "trainer.fused_optimizer=false"])
+    assert (legacy.run_key, legacy.baseline_key, legacy.cell_key) == LEGACY_KEYS[overrides]
+    fused = _job(list(overrides))
+    assert fused.trainer.fused_optimizer and fused.run_key not in LEGACY_KEYS[overrides]
+    for job, expected in ((legacy, False), (fused, True)):
+        from benchmark.module import Optimization, TransferModule
+
+        model = build_model("test_resnet", 10, job.source.preprocessing)
+        module = TransferModule(model, job.strategy, 10, Optimization(), 1, 1, job.trainer.fused_optimizer)
+        assert bool(module.configure_optimizers().defaults["fused"]) is expected
+
+
+def test_a_source_is_pretrained_the_same_whatever_the_jobs_optimizer_kernel(tmp_path, store):
+    """A harness-pretrained source is cached and found by its recipe alone (``identity.pretrain_key``), so its
+    pretraining must not depend on the job's trainer: with ``trainer.fused_optimizer`` on or off, the same bytes."""
+    from benchmark.recipe import source_weights_file
+
+    tiny = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40"]
+    client = tracking.open_store(store)
+    files = []
+    for fused in ("true", "false"):
+        ctx = Context(client, tracking.ensure_experiment(client, f"pretrain_{fused}"), tmp_path / f"cache_{fused}")
+        files.append(source_weights_file(_job([*tiny, f"trainer.fused_optimizer={fused}"]), ctx))
+    assert files[0].read_bytes() == files[1].read_bytes()
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,9 @@ def _pretrain(source: Any, key: str, path: Path, ctx: Any, trainer: TrainerSetti
             test,
             splits.num_classes,
             budget,
-            trainer,
+            # AdamW's per-tensor loop, whatever the job's trainer says: the checkpoint is cached and found by its
+            # recipe (identity.pretrain_key), which no trainer setting enters
+            replace(trainer, fused_optimizer=False),
             recipe.seed,
             client=ctx.client,
             run_id=run_id,
