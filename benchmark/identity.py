@@ -80,6 +80,9 @@ def variant(identity: dict[str, Any], defaults: dict[str, Any], weights_name: st
     settings without their ``strategy.`` prefix (the strategy is a tag of its own), then the rest in identity order
     (``budget.epochs=4``); a setting the defaults have and the run lacks shows as ``~key``."""
     own, base = _flatten(identity), _flatten(defaults)
+    for name, earlier in LATER_NUMERICS.items():  # left out of a key at its earlier value: shown at that value
+        own.setdefault(f"trainer.{name}", earlier)
+        base.setdefault(f"trainer.{name}", earlier)
     weights = identity.get("source", {}).get("weights")
     file_weights = isinstance(weights, dict) and "sha256" in weights
     parts = []

@@ -151,6 +151,7 @@ def test_runs_recorded_before_the_fused_optimizer_keep_their_keys_with_it_off(ov
     assert (legacy.run_key, legacy.baseline_key, legacy.cell_key) == LEGACY_KEYS[overrides]
     fused = _job(list(overrides))
     assert fused.trainer.fused_optimizer and fused.run_key not in LEGACY_KEYS[overrides]
+    assert legacy.variant.endswith("trainer.fused_optimizer=false") and "fused" not in fused.variant
     for job, expected in ((legacy, False), (fused, True)):
         from benchmark.module import Optimization, TransferModule
 
