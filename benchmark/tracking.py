@@ -69,10 +69,14 @@ def open_store(uri: str) -> MlflowClient:
 
     A database store this process already opened is not opened again: the jobs of a sweep share one process (Hydra's
     basic launcher) and so one client (``_OPENED``); a tracking server is asked each time (it may have gone down).
+    A SQLite file deleted or replaced since is opened anew: the old client's connections would go on reading and
+    writing the old file, and what they wrote would vanish with it.
     """
     path = sqlite_path(uri)
-    if uri in _OPENED and (path is None or path.is_file()):
-        return _OPENED[uri]
+    if uri in _OPENED:
+        if _OPENED[uri][1] == _file_identity(path):
+            return _OPENED[uri][0]
+        _forget_store(uri)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     if uri in _DOWN:
@@ -88,12 +92,43 @@ def open_store(uri: str) -> MlflowClient:
         with sqlite3.connect(path, timeout=30) as con:
             con.execute("PRAGMA journal_mode=WAL")
     if not is_http(uri):
-        _OPENED[uri] = client
+        _OPENED[uri] = (client, _file_identity(path))
     return client
 
 
-_OPENED: dict[str, MlflowClient] = {}
-"""Database stores this process opened (migrated, in WAL mode), by URI: ``open_store`` hands out the same client."""
+_OPENED: dict[str, tuple[MlflowClient, tuple[int, int] | None]] = {}
+"""Database stores this process opened (migrated, in WAL mode), by URI, with the SQLite file's identity then:
+``open_store`` hands out the same client while that file is there."""
+
+
+def _forget_store(uri: str) -> None:
+    """Make MLflow open the database at ``uri`` anew: it keeps one store object per URI (its store registries'
+    caches) and one SQLAlchemy engine per URI, whose pooled connections hold the file they opened. Private MLflow
+    state, pinned below MLflow's next minor releases in ``pyproject.toml``."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    for store_cls in (SqlAlchemyStore, RegistryStore):
+        engine = store_cls._engine_map.pop(uri, None)
+        if engine is not None:
+            engine.dispose()
+    tracking_utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    if registry_utils._model_registry_store_registry is not None:
+        registry_utils._model_registry_store_registry._get_store_with_resolved_uri.cache_clear()
+    del _OPENED[uri]
+
+
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    """A SQLite file's (device, inode), None for a store that is no file; (-1, -1) where no file is."""
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
 
 
 def checkpoint_stores() -> None:

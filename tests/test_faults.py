@@ -6,6 +6,7 @@ that a re-run completes only what was missing.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -354,3 +355,25 @@ def test_parallel_jobs_create_and_share_a_fresh_store(tmp_path):
     assert overlapping, "no two jobs of different processes ran at the same time"
     cores = len(os.sched_getaffinity(0))
     assert {r.data.tags["threads"] for r in jobs} == {str(max(1, cores // 4))}
+
+
+def test_a_store_file_replaced_in_the_same_process_is_opened_anew(tmp_path, _migrated_store):
+    """``tracking.open_store`` hands the jobs of one process the same client. A SQLite file deleted and made again at
+    the same path (a fresh store for a second try, in a notebook or a benchmark) gets a new client: the old client's
+    connections would go on writing into the deleted file, and its runs would vanish with it."""
+    import sqlite3
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_store, db)
+    uri = f"sqlite:///{db}"
+    first = tracking.open_store(uri)
+    first.create_run(tracking.ensure_experiment(first, "first_try"))
+    for leftover in tmp_path.glob("mlflow.db*"):
+        leftover.unlink()
+    shutil.copy(_migrated_store, db)
+    second = tracking.open_store(uri)
+    assert second is not first and second.get_experiment_by_name("first_try") is None
+    run = second.create_run(tracking.ensure_experiment(second, "second_try")).info.run_id
+    assert tracking.open_store(uri) is second  # the same file: the same client
+    with sqlite3.connect(db) as con:  # the run is in the file at that path, not in a deleted one
+        assert con.execute("select count(*) from runs where run_uuid = ?", (run,)).fetchone() == (1,)
