@@ -64,7 +64,7 @@ class TransferModule(pl.LightningModule):
         optimization: Optimization,
         total_epochs: int,
         total_steps: int,
-        fused_optimizer: bool = False,
+        fused_optimizer: bool,
     ):
         super().__init__()
         self.model = model
