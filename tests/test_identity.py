@@ -32,6 +32,7 @@ from benchmark.features import extract
 from benchmark.job import execute
 from benchmark.lifecycle import resumable_run
 from benchmark.models import build_model, load_verified, read_state_dict
+from benchmark.module import Optimization, TransferModule
 from benchmark.preflight import preflight
 from benchmark.spec import RERUN, Context
 from benchmark.splits import load_splits
@@ -153,8 +154,6 @@ def test_runs_recorded_before_the_fused_optimizer_keep_their_keys_with_it_off(ov
     assert fused.trainer.fused_optimizer and fused.run_key not in LEGACY_KEYS[overrides]
     assert legacy.variant.endswith("trainer.fused_optimizer=false") and "fused" not in fused.variant
     for job, expected in ((legacy, False), (fused, True)):
-        from benchmark.module import Optimization, TransferModule
-
         model = build_model("test_resnet", 10, job.source.preprocessing)
         module = TransferModule(model, job.strategy, 10, Optimization(), 1, 1, job.trainer.fused_optimizer)
         assert bool(module.configure_optimizers().defaults["fused"]) is expected
