@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import pytest
 from mlflow.tracking import MlflowClient
 from test_sweep import run_sweep, runs_by_role
 
@@ -21,6 +22,7 @@ def _deltas(client: MlflowClient, exp_id: str) -> dict[str, dict[int, float]]:
     return out
 
 
+@pytest.mark.slow  # two adaptive sweeps, ~38 s: CI runs it; the default suite keeps the design's own tests
 def test_adaptive_seeds_follow_the_design_and_a_rerun_replays_it(tmp_path, store):
     first = run_sweep(tmp_path, store, ARGS, "first")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
