@@ -83,11 +83,20 @@ def _median(xs: list[float]) -> float:
 # 1. the plain PyTorch loop (a whole process, run as `python -m benchmark.bench plain ...`)
 
 
+PLAIN_MODULES = ("torch", "timm", "safetensors.torch", "benchmark.data", "benchmark.targets.digits")
+"""What the plain loop imports (``plain``), and nothing else: ``overhead`` times importing them against importing
+what a harness job needs, the part of the single cell's fixed cost that no change to the harness's own code removes."""
+
+
 def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:
     """Fine-tune test_resnet from ``checkpoint`` on all digits labels exactly as the harness's default budget does,
     with nothing but torch, timm and the data helpers."""
     t_start = time.perf_counter()
     # imported here, not at the top: this process is the plain reference and pays only for what it uses
+    import importlib
+
+    for name in PLAIN_MODULES:  # the names below are then bound from these modules
+        importlib.import_module(name)
     import timm
     import torch
     import torch.nn.functional as F
@@ -179,6 +188,7 @@ def overhead(base: Path, store: Path, cache: Path, reps: int) -> dict:
         wall, out = _timed([sys.executable, "-m", "benchmark.bench", "plain", str(ckpt), str(epochs), "2"])
         plain_runs.append((wall, json.loads(out.strip().splitlines()[-1])))
     imports = [_timed([sys.executable, "-c", "import benchmark.job"])[0] for _ in range(reps)]
+    plain_imports = [_timed([sys.executable, "-c", f"import {', '.join(PLAIN_MODULES)}"])[0] for _ in range(reps)]
     med = lambda k: _median([m.get(k, math.nan) for m in metrics])  # noqa: E731
     return {
         "harness_s": _median(harness),
@@ -188,6 +198,9 @@ def overhead(base: Path, store: Path, cache: Path, reps: int) -> dict:
         "plain_test_acc": _median([p["test_acc"] for _, p in plain_runs]),
         "breakdown": {
             "imports of a job (python -c 'import benchmark.job')": _median(imports),
+            "  of which the plain loop's own imports (bench.PLAIN_MODULES)": _median(plain_imports),
+            "  of which beyond them (Lightning, torchmetrics, MLflow, Hydra...)": _median(imports)
+            - _median(plain_imports),
             "outside the job (imports, Hydra start-up and composition, exit)": _median(harness) - med("time/job_s"),
             "the job (time/job_s), of which:": med("time/job_s"),
             **{f"  {name}": med(f"time/job_{name}_s") for name in PHASES},
