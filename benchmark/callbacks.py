@@ -22,7 +22,8 @@ class Diverged(RuntimeError):
 
 
 class EpochLogger(pl.Callback):
-    """Send each epoch's train/val metrics, learning rate and elapsed wall time to MLflow.
+    """Send each epoch's train/val metrics (the module's ``epoch_metrics``), learning rate and elapsed wall time to
+    MLflow.
 
     ``step`` is the epoch number; ``time/elapsed_s`` (since the fit started) and ``train/steps`` let reports draw
     curves against wall time and optimisation steps. Epochs are sent in one ``log_batch`` (with the liveness
@@ -69,13 +70,7 @@ class EpochLogger(pl.Callback):
         self._offset = float(state.get("elapsed", 0.0))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        validated = getattr(pl_module, "last_val_epoch", trainer.current_epoch) == trainer.current_epoch
-        stages = ("train/", "val/") if validated else ("train/",)
-        row = {
-            k: float(v)
-            for k, v in trainer.callback_metrics.items()
-            if k.startswith(stages) and torch.as_tensor(v).numel() == 1
-        }
+        row = dict(pl_module.epoch_metrics)  # the epoch's train means, and its val scores when it validated
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         self.record(trainer.current_epoch, row, trainer.global_step, optimizer)
 
@@ -133,8 +128,8 @@ class ModelSelection(pl.Callback):
         self.selected_epoch = -1
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        validated = getattr(pl_module, "last_val_epoch", trainer.current_epoch) == trainer.current_epoch
-        self.observe(trainer.current_epoch, validated, trainer.callback_metrics.get(self.monitor), pl_module)
+        validated = pl_module.last_val_epoch == trainer.current_epoch
+        self.observe(trainer.current_epoch, validated, pl_module.epoch_metrics.get(self.monitor), pl_module)
 
     def observe(self, epoch: int, validated: bool, value, module: nn.Module) -> None:
         """The end of ``epoch``; ``value`` is the monitored metric when the epoch was validated."""

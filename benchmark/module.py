@@ -51,9 +51,11 @@ class TransferModule(pl.LightningModule):
     The learning rate of each optimizer group is ``lr × group["lr_scale"] × schedule(step)``, set before every
     step, with a linear warm-up and a cosine decay to zero over ``total_steps``: a strategy can change a group's
     ``lr_scale`` mid-run (LP-FT) and the change really reaches the optimizer.
-    Metrics are logged per epoch under ``train/``, ``val/`` and ``test/``. Training metrics are summed in plain
-    tensors and handed to Lightning once, on an epoch's last batch: ``self.log`` and a torchmetrics update on every
-    step cost 1-2 ms a step on a 2-core CPU, for the same epoch means.
+    Metrics are kept per epoch under ``train/`` and ``val/`` in ``epoch_metrics`` (the row ``EpochLogger`` sends to
+    MLflow and ``ModelSelection`` reads), and under ``test/`` in ``test_scores``. They are summed in plain tensors and
+    turned into floats once per epoch, without Lightning's ``self.log``: its result collections cost 1-2 ms a call
+    on a 2-core CPU (a torchmetrics update on every step as much), for the same means: the loss weighted by batch
+    size in float32, then the torchmetrics collections.
     """
 
     def __init__(
@@ -79,6 +81,10 @@ class TransferModule(pl.LightningModule):
         self.train_sums: dict[str, torch.Tensor] = {}  # this epoch's batch-size-weighted sums, see accumulate_train
         self.val_metrics = classification_metrics(num_classes).clone(prefix="val/")
         self.test_metrics = classification_metrics(num_classes).clone(prefix="test/")
+        self.eval_loss: torch.Tensor | None = None  # the evaluated batches' loss x batch size, summed (score_batch)
+        self.eval_n = 0
+        self.epoch_metrics: dict[str, float] = {}  # this epoch's train means, and its val scores when it validated
+        self.test_scores: dict[str, float] = {}  # the last test pass's scores
         self.last_val_epoch = -1  # epoch of the latest validation pass (validation may skip epochs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,6 +121,7 @@ class TransferModule(pl.LightningModule):
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def on_train_epoch_start(self) -> None:
+        self.epoch_metrics = {}
         self.strategy.on_train_epoch_start(self.model, self.current_epoch, self.total_epochs, self._optimizer())
 
     def _optimizer(self) -> torch.optim.Optimizer | None:
@@ -167,26 +174,38 @@ class TransferModule(pl.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if batch_idx + 1 == self.trainer.num_training_batches:
-            # logged once per epoch: the epoch means equal those of logging every step with on_epoch=True
-            self.log_dict(self.pop_train_metrics(), on_step=False, on_epoch=True, batch_size=1)
+            self.epoch_metrics.update({k: float(v) for k, v in self.pop_train_metrics().items()})
+
+    def score_batch(self, logits: torch.Tensor, y: torch.Tensor, collection: MetricCollection) -> None:
+        """Add one evaluated batch: its loss x batch size to the sum (float32, as Lightning's epoch mean of a logged
+        loss) and its class probabilities to ``collection``. Validation, the test and ``benchmark.train``'s own
+        evaluation loop all score through it."""
+        n = len(y)
+        loss = F.cross_entropy(logits, y).detach() * n
+        self.eval_loss = (torch.zeros((), dtype=torch.float32, device=loss.device) if self.eval_loss is None
+                          else self.eval_loss) + loss  # fmt: skip
+        self.eval_n += n
+        collection.update(logits.float().softmax(-1), y)
+
+    def pop_scores(self, collection: MetricCollection) -> dict[str, float]:
+        """The scored batches' mean loss and ``collection``'s metrics, under its prefix; both start again."""
+        loss, n, self.eval_loss, self.eval_n = self.eval_loss, self.eval_n, None, 0
+        scores = {f"{collection.prefix}loss": float(loss / n)} if loss is not None else {}
+        scores.update({k: float(v) for k, v in collection.compute().items()})
+        collection.reset()
+        return scores
 
     def validation_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self.model(x)
-        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
-        self.val_metrics.update(logits.float().softmax(-1), y)
+        self.score_batch(self.model(x), y, self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute())
-        self.val_metrics.reset()
+        self.epoch_metrics.update(self.pop_scores(self.val_metrics))
         self.last_val_epoch = self.current_epoch
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        logits = self.model(x)
-        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, batch_size=len(y))
-        self.test_metrics.update(logits.float().softmax(-1), y)
+        self.score_batch(self.model(x), y, self.test_metrics)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.test_metrics.reset()
+        self.test_scores = self.pop_scores(self.test_metrics)

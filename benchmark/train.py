@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 from torch import nn
 from torch.utils.data import Dataset, Sampler, TensorDataset
@@ -225,12 +224,12 @@ def fit_and_test(
             t0 = time.perf_counter()
             with phases.phase("test"):
                 if plain_numerics(trainer) and isinstance(test, TensorDataset):  # Lightning's test loop, without it
-                    out = [_evaluate(module, test, module.test_metrics, "test/")]
+                    scores = _evaluate(module, test, module.test_metrics)
                 else:
-                    loader = make_loader(test, 512, False, seed, trainer.num_workers)
-                    out = pl_trainer.test(module, loader, verbose=False)
+                    pl_trainer.test(module, make_loader(test, 512, False, seed, trainer.num_workers), verbose=False)
+                    scores = module.test_scores
             metrics["time/test_s"] = time.perf_counter() - t0
-            metrics.update({k: float(v) for k, v in out[0].items()})
+            metrics.update(scores)
     metrics["selected_epoch"] = float(select_cb.selected_epoch)
     metrics.update(selected_val(select_cb, logger_cb.history))
     metrics["time/epoch_logging_s"] = logger_cb.logging_s
@@ -314,7 +313,7 @@ def fit_in_memory(
         row = {k: float(v) for k, v in module.pop_train_metrics().items()}
         validated = (epoch + 1) % val_every == 0
         if validated:
-            row.update(_evaluate(module, val, module.val_metrics, "val/"))
+            row.update(_evaluate(module, val, module.val_metrics))
             model.train()
         logger_cb.record(epoch, row, step, optimizer)
         select_cb.observe(epoch, validated, row.get(select_cb.monitor), module)
@@ -324,23 +323,17 @@ def fit_in_memory(
     if test is not None:
         t0 = time.perf_counter()
         with phases.phase("test"):
-            scores = _evaluate(module, test, module.test_metrics, "test/")
+            scores = _evaluate(module, test, module.test_metrics)
         metrics["time/test_s"] = time.perf_counter() - t0
         metrics.update(scores)
     return metrics
 
 
 @torch.inference_mode()
-def _evaluate(module: TransferModule, data: TensorDataset, collection, prefix: str) -> dict[str, float]:
-    """Lightning's evaluation of ``data`` in batches of 512: the loss averaged over examples, then the metrics."""
+def _evaluate(module: TransferModule, data: TensorDataset, collection) -> dict[str, float]:
+    """Lightning's evaluation of ``data`` in batches of 512, scored as its loop scores them (``score_batch``)."""
     module.model.eval()
     x, y = data.tensors
-    loss_sum, n = torch.zeros((), dtype=torch.float32), 0
     for i in range(0, len(y), 512):
-        logits = module.model(x[i : i + 512])
-        loss_sum = loss_sum + F.cross_entropy(logits, y[i : i + 512]) * len(y[i : i + 512])
-        n += len(y[i : i + 512])
-        collection.update(logits.float().softmax(-1), y[i : i + 512])
-    scores = {f"{prefix}loss": float(loss_sum / n), **{k: float(v) for k, v in collection.compute().items()}}
-    collection.reset()
-    return scores
+        module.score_batch(module.model(x[i : i + 512]), y[i : i + 512], collection)
+    return module.pop_scores(collection)
