@@ -95,8 +95,9 @@ def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:
     # imported here, not at the top: this process is the plain reference and pays only for what it uses
     import importlib
 
-    for name in PLAIN_MODULES:  # the names below are then bound from these modules
+    for name in PLAIN_MODULES:
         importlib.import_module(name)
+    # imported just above (PLAIN_MODULES), here only bound to names: this process pays for nothing else
     import timm
     import torch
     import torch.nn.functional as F
