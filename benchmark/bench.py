@@ -85,7 +85,8 @@ def _median(xs: list[float]) -> float:
 
 PLAIN_MODULES = ("torch", "timm", "safetensors.torch", "benchmark.data", "benchmark.targets.digits")
 """What the plain loop imports (``plain``), and nothing else: ``overhead`` times importing them against importing
-what a harness job needs, the part of the single cell's fixed cost that no change to the harness's own code removes."""
+what a harness job needs; the difference, the libraries the harness adds (Lightning, torchmetrics, MLflow, Hydra), is
+most of the single cell's fixed cost."""
 
 
 def plain(checkpoint: str, epochs: int, threads: int) -> dict[str, float]:

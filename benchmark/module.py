@@ -52,10 +52,10 @@ class TransferModule(pl.LightningModule):
     step, with a linear warm-up and a cosine decay to zero over ``total_steps``: a strategy can change a group's
     ``lr_scale`` mid-run (LP-FT) and the change really reaches the optimizer.
     Metrics are kept per epoch under ``train/`` and ``val/`` in ``epoch_metrics`` (the row ``EpochLogger`` sends to
-    MLflow and ``ModelSelection`` reads), and under ``test/`` in ``test_scores``. They are summed in plain tensors and
-    turned into floats once per epoch, without Lightning's ``self.log``: its result collections cost 1-2 ms a call
-    on a 2-core CPU (a torchmetrics update on every step as much), for the same means: the loss weighted by batch
-    size in float32, then the torchmetrics collections.
+    MLflow and ``ModelSelection`` reads), and under ``test/`` in ``test_scores``. They are summed in plain tensors
+    (training metrics on every step, no torchmetrics update there) and made floats once per epoch, without
+    Lightning's ``self.log``, whose result collections cost 1-2 ms a call on a 2-core CPU: the same means as
+    Lightning's (the loss weighted by batch size in float32), then the torchmetrics collections.
     """
 
     def __init__(
