@@ -267,6 +267,8 @@ def _runs(served, role: str) -> list:
     return client.search_runs([exp.experiment_id], f"tags.role = '{role}'")
 
 
+@pytest.mark.slow  # with the two below: a real sweep, `mlflow ui` and Chromium, ~70 s (default suite near its 10-min
+# limit at slow hours): CI runs them
 def test_browser_runs_table_ranks_cells_by_delta_with_verdicts(served, page, shots):
     transfers = {r.info.run_name: r for r in _runs(served, "cell")}  # one cell run per cell of the sweep
     assert len(transfers) == 4
@@ -286,6 +288,7 @@ def test_browser_runs_table_ranks_cells_by_delta_with_verdicts(served, page, sho
     assert deltas == sorted(deltas, reverse=True), "helpful transfers first"
 
 
+@pytest.mark.slow  # shares the served sweep above: CI runs it
 def test_browser_all_runs_nest_the_jobs_under_the_sweep(served, page, shots):
     (parent,) = _runs(served, "sweep")
     children = {r.info.run_name for role in ("transfer", "baseline", "pretrain", "cell") for r in _runs(served, role)}
@@ -300,6 +303,7 @@ def test_browser_all_runs_nest_the_jobs_under_the_sweep(served, page, shots):
     page.screenshot(path=shots / "ui_all_runs_expanded.png")
 
 
+@pytest.mark.slow  # shares the served sweep above: CI runs it
 def test_browser_parent_run_page_renders_the_verdict_table(served, page, shots):
     (parent,) = _runs(served, "sweep")
     url = _printed_url(served["printed"], "Latest sweep")
