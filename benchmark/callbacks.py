@@ -128,8 +128,8 @@ class ModelSelection(pl.Callback):
         self.selected_epoch = -1
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        validated = pl_module.last_val_epoch == trainer.current_epoch
-        self.observe(trainer.current_epoch, validated, pl_module.epoch_metrics.get(self.monitor), pl_module)
+        value = pl_module.epoch_metrics.get(self.monitor)  # in the epoch's row only when the epoch validated
+        self.observe(trainer.current_epoch, value is not None, value, pl_module)
 
     def observe(self, epoch: int, validated: bool, value, module: nn.Module) -> None:
         """The end of ``epoch``; ``value`` is the monitored metric when the epoch was validated."""

@@ -85,7 +85,6 @@ class TransferModule(pl.LightningModule):
         self.eval_n = 0
         self.epoch_metrics: dict[str, float] = {}  # this epoch's train means, and its val scores when it validated
         self.test_scores: dict[str, float] = {}  # the last test pass's scores
-        self.last_val_epoch = -1  # epoch of the latest validation pass (validation may skip epochs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -201,7 +200,6 @@ class TransferModule(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self.epoch_metrics.update(self.pop_scores(self.val_metrics))
-        self.last_val_epoch = self.current_epoch
 
     def test_step(self, batch, batch_idx: int) -> None:
         x, y = batch
