@@ -195,7 +195,7 @@ def test_anomaly_auroc_equals_sklearn_for_one_held_out_class():
 @pytest.mark.slow  # a whole sweep of the new strategies, ~24 s: CI runs it
 def test_new_strategies_sweep_next_to_the_core_ones(tmp_path, store):
     """One CLI multirun: fine-tune, domain adaptation (with its reference) and clustering, each with its verdict."""
-    from test_sweep import run_sweep
+    from conftest import run_sweep
 
     args = ["source=synth_digits", *SMALL_TARGET, "strategy=finetune,dann,cluster", "label_budget=5", "seed=0,1",
             "scores=false"]  # fmt: skip

@@ -93,6 +93,27 @@ def test_a_failed_install_stops_the_scripts_with_pips_message(tmp_path):
     assert "install failed" in out.stderr and missing.name in out.stderr, out.stderr[-2000:]
 
 
+def test_the_install_stamp_changes_with_pyproject_and_setup_py(tmp_path):
+    """scripts/_env.sh reinstalls when its stamp changes: a change to setup.py (the package list) must change it as a
+    change to pyproject.toml does, and the stamp of an unchanged checkout stays the same."""
+    line = next(ln for ln in (ROOT / "scripts" / "_env.sh").read_text().splitlines() if ln.startswith("install_stamp"))
+
+    def stamp() -> str:
+        out = subprocess.run(["bash", "-c", f"set -euo pipefail; {line}; install_stamp"], cwd=tmp_path,
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return out.stdout.strip()
+
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    without_setup = stamp()
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup()\n")
+    first = stamp()
+    assert first == stamp() and first != without_setup
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(packages=['x'])\n")
+    assert stamp() != first
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'y'\n")
+    assert len({first, stamp()}) == 2
+
+
 def test_ci_installs_chromium_or_stops():
     """.ci/run turns a failed Chromium install into an error, and runs the whole suite with strict skips."""
     ci = (ROOT / ".ci" / "run").read_text()

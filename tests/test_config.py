@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose, options
+from conftest import ROOT, compose, options, run_entry
 from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -129,7 +129,7 @@ def _entry_point(cwd: Path, args: list[str], env_uri: str | None) -> subprocess.
     if env_uri:
         env["MLFLOW_TRACKING_URI"] = env_uri
     cmd = [sys.executable, "-m", "benchmark.run", *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return run_entry(cmd, cwd=cwd, env=env, timeout=600)
 
 
 def _recorded(uri: str) -> list:

@@ -16,18 +16,20 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_entry
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from benchmark import tracking
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.batch_size=32"]
+ONE_THREAD = ["trainer.threads=1"]  # the suite runs one test process per core; the parallel test keeps the default
 
 
-def sweep_cmd(tmp_path: Path, store: str, args: list[str], name: str = "sweep", tiny: bool = True) -> list[str]:
+def sweep_cmd(tmp_path: Path, store: str, args: list[str], name: str = "sweep", tiny: bool = True,
+              threads: list[str] = ONE_THREAD) -> list[str]:  # fmt: skip
     return [
-        sys.executable, "-m", "benchmark.run", "-m", *(TINY if tiny else []), *args,
+        sys.executable, "-m", "benchmark.run", "-m", *(TINY if tiny else []), *threads, *args,
         f"tracking.uri={store}", "tracking.experiment=faults", f"tracking.artifact_root={tmp_path / 'artifacts'}",
         f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / name}",
     ]  # fmt: skip
@@ -37,9 +39,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 ENV.pop("MLFLOW_TRACKING_URI", None)
 
 
-def run(tmp_path, store, args, name="sweep", tiny=True) -> subprocess.CompletedProcess:
-    cmd = sweep_cmd(tmp_path, store, args, name, tiny)
-    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+def run(tmp_path, store, args, name="sweep", tiny=True, threads=ONE_THREAD) -> subprocess.CompletedProcess:
+    cmd = sweep_cmd(tmp_path, store, args, name, tiny, threads)
+    return run_entry(cmd, cwd=ROOT, env=ENV, timeout=600)
 
 
 def all_runs(store: str) -> list:
@@ -329,7 +331,7 @@ def test_parallel_jobs_create_and_share_a_fresh_store(tmp_path):
     args = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=4", "source=synth_digits",
             "strategy=finetune,linear_probe", "label_budget=5", "seed=0,1", "budget.epochs=1",
             "budget.min_steps=6"]  # fmt: skip
-    result = run(tmp_path, store, args)
+    result = run(tmp_path, store, args, threads=[])  # the threads each job derives are what this test checks
     assert result.returncode == 0, result.stderr[-3000:]
     assert "database is locked" not in result.stdout + result.stderr
     with sqlite3.connect(db) as con:

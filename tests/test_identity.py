@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from conftest import CONF, ROOT, compose
+from conftest import CONF, ROOT, compose, run_entry
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -320,7 +320,7 @@ def _sweep(tmp_path: Path, store: str, args: list[str], name: str) -> subprocess
     cmd = [
         sys.executable, "-m", "benchmark.run", "-m", *args,
         "source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
-        "budget.min_steps=4", "budget.batch_size=32",
+        "budget.min_steps=4", "budget.batch_size=32", "trainer.threads=1",
         f"tracking.uri={store}", "tracking.experiment=cells", f"tracking.artifact_root={tmp_path / 'artifacts'}",
         f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / name}",
     ]  # fmt: skip
@@ -329,7 +329,7 @@ def _sweep(tmp_path: Path, store: str, args: list[str], name: str) -> subprocess
     # from another directory: the recorded commit is the harness's, not the working directory's
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
-    result = subprocess.run(cmd, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=900)
+    result = run_entry(cmd, cwd=elsewhere, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

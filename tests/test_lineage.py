@@ -4,17 +4,14 @@ their run's test accuracy, system metrics; and feedback on long work (progress l
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 
 import mlflow
 import mlflow.pytorch
 import pytest
 import torch
-from conftest import ROOT, compose
+from conftest import compose
 from mlflow.utils import mlflow_tags
 
 from benchmark import provenance, sweep, tracking
@@ -159,16 +156,11 @@ def test_progress_line_counts_jobs_and_estimates_the_rest(tmp_path):
     assert sweep.progress(sweep.SweepState("u", "e", "1", "p", "s", str(tmp_path)), 0) == "[1/?]"
 
 
-def test_a_sweep_prints_k_of_n_with_an_eta(tmp_path, store):
-    cmd = [sys.executable, "-m", "benchmark.run", "-m", "strategy=scratch", "seed=0,1", "budget.epochs=1",
-           "budget.min_steps=2", "label_budget=2", "scores=false", f"tracking.uri={store}", "tracking.experiment=p",
-           f"tracking.artifact_root={tmp_path / 'a'}", f"cache_dir={tmp_path / 'c'}",
-           f"hydra.sweep.dir={tmp_path / 's'}"]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CI": "true"}
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+def test_a_sweep_prints_k_of_n_with_an_eta(finished_sweep):
+    """The shared finished sweep (conftest ``FINISHED_SWEEP``, 8 jobs, run with ``CI=true``)."""
+    out = finished_sweep.result
     lines = [ln for ln in out.stdout.splitlines() if re.match(r"\[\d+/\d+\] ", ln)]
-    assert [ln.split()[0] for ln in lines] == ["[1/2]", "[2/2]"], out.stdout
+    assert [ln.split()[0] for ln in lines] == [f"[{k}/8]" for k in range(1, 9)], out.stdout
     assert "elapsed, ETA" in lines[0] and "test/acc=" in lines[0]
     assert "it/s" not in out.stderr  # no progress bar in CI
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from conftest import run_sweep
 from mlflow.tracking import MlflowClient
-from test_sweep import run_sweep, runs_by_role
+from test_sweep import runs_by_role
 
 from benchmark.train import SELECTED_VAL
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, stop, wait_healthy
+from conftest import ROOT, free_port, run_entry, stop, wait_healthy
 from mlflow.tracking import MlflowClient
 from test_team import ENV, TINY
 
@@ -123,15 +123,13 @@ def test_outage_longer_than_the_retries_then_the_rerun_completes_only_what_is_mi
 
         # started while the server is down: a clear message, before anything is trained
         t0 = time.monotonic()
-        down = subprocess.run(sweep_cmd(tmp_path, server.url), cwd=ROOT, env=ENV, capture_output=True, text=True,
-                              timeout=300)  # fmt: skip
+        down = run_entry(sweep_cmd(tmp_path, server.url), cwd=ROOT, env=ENV, timeout=300)
         assert down.returncode == 2, down.stdout[-2000:] + down.stderr[-2000:]
         assert f"{server.url} is not reachable" in down.stderr and "Nothing was trained." in down.stderr
         assert time.monotonic() - t0 < 60
 
         server.start()  # the same store, back after the outage
-        again = subprocess.run(sweep_cmd(tmp_path, server.url), cwd=ROOT, env=ENV, capture_output=True, text=True,
-                               timeout=600)  # fmt: skip
+        again = run_entry(sweep_cmd(tmp_path, server.url), cwd=ROOT, env=ENV, timeout=600)
         assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
         runs = client.search_runs([exp_id])
         assert not [r.info.run_name for r in runs if r.info.status == "RUNNING"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose
+from conftest import compose, run_entry
 from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 
@@ -154,7 +154,7 @@ def test_cli_writes_tables_and_figures(store, tmp_path, capsys):
 
 AA_TARGETS = ["digits", "digits_inverted", "digits_noisy", "digits_rotated"]
 AA_BUDGETS = list(range(1, 16))  # 4 targets x 15 label budgets = 60 cells, each its own label subsets
-AA_SEEDS = 3  # per cell; every cell gets seeds of its own (see test_aa_calibration)
+AA_SEEDS = 3  # per cell; every cell gets seeds of its own (see aa_shard)
 
 
 def aa_checks(runs, alpha: float = 0.05) -> dict:
@@ -175,41 +175,69 @@ def aa_checks(runs, alpha: float = 0.05) -> dict:
             "calibrated": low <= rejected <= high and ci[0] <= 0 <= ci[1]}  # fmt: skip
 
 
-@pytest.mark.slow
-def test_aa_calibration(store, tmp_path):
-    """A/A: a strategy identical to scratch (own init and batch order) over 60 cells x 3 seeds of real runs. The
-    unadjusted per-cell rejection rate must lie in the binomial 99% interval around alpha, and the pooled mean delta's
-    99% interval must contain 0. The same checks must reject the same runs with a planted +0.02 bias (the old
-    ">= 95% inconclusive after Holm" test passed such a bias 97.8% of the time).
+def aa_shard(target: str, shared_dir: Path, migrated_store: Path) -> MlflowClient:
+    """The A/A runs of one target's 15 cells, in a store of their own, trained once per test session: the first test
+    that needs them trains them under a lock, a parallel worker that needs them meanwhile waits, the others read.
 
-    Both checks assume independent cells. Model initialisation and batch order are seeded by (seed, strategy salt)
-    alone, not by target or budget, so cells run on the same seeds share their initial networks. Measured with seeds
-    0, 1, 2 in every cell: the mean delta per seed over the 60 cells was +0.009, +0.014, -0.011, about 5 standard
-    errors of data noise apart, and after two seeds the pooled 99% interval excluded 0 (+0.014 [+0.004, +0.023],
-    112 pairs). Cell k therefore runs on seeds 3k, 3k+1, 3k+2."""
+    A/A: a strategy identical to scratch (own init and batch order). Model initialisation and batch order are seeded
+    by (seed, strategy salt) alone, not by target or budget, so cells run on the same seeds share their initial
+    networks. Measured with seeds 0, 1, 2 in every cell: the mean delta per seed over the 60 cells was +0.009, +0.014,
+    -0.011, about 5 standard errors of data noise apart, and after two seeds the pooled 99% interval excluded 0
+    (+0.014 [+0.004, +0.023], 112 pairs). Cell k of the grid (targets outermost) therefore runs on seeds 3k, 3k+1,
+    3k+2, whichever shard holds it."""
+    import shutil
+
     from benchmark.compose import build_job
     from benchmark.job import execute
     from benchmark.spec import Context
+    from benchmark.util import file_lock
 
-    client = tracking.open_store(store)
-    exp = tracking.ensure_experiment(client, "aa")
-    ctx = Context(client, exp, tmp_path / "cache")
-    grid = [(target, budget) for target in AA_TARGETS for budget in AA_BUDGETS]
-    for rep in range(AA_SEEDS):  # replicates outermost: an interrupted grid still covers every cell
-        for k, (target, budget) in enumerate(grid):
-            seed = AA_SEEDS * k + rep
-            cfg = compose([f"target={target}", "strategy=aa_scratch", f"label_budget={budget}", f"seed={seed}",
-                           "budget.epochs=1", "budget.min_steps=2", "budget.batch_size=16", "scores=false",
-                           "source.preprocessing.image_size=16"])  # fmt: skip
-            HydraConfig.instance().set_config(cfg)
-            execute(build_job(cfg, dict(cfg.hydra.runtime.choices)), ctx)
-    runs = load_runs("aa", client=client)
+    folder = shared_dir / "aa" / target
+    folder.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with file_lock(folder / "lock"):
+        if not (folder / "done").exists():
+            shutil.copy(migrated_store, folder / "mlflow.db")
+            client = tracking.open_store(uri)
+            ctx = Context(client, tracking.ensure_experiment(client, "aa"), folder / "cache")
+            first = AA_TARGETS.index(target) * len(AA_BUDGETS)
+            for rep in range(AA_SEEDS):  # replicates outermost: an interrupted grid still covers every cell
+                for k, budget in enumerate(AA_BUDGETS, start=first):
+                    cfg = compose([f"target={target}", "strategy=aa_scratch", f"label_budget={budget}",
+                                   f"seed={AA_SEEDS * k + rep}", "budget.epochs=1", "budget.min_steps=2",
+                                   "budget.batch_size=16", "scores=false",
+                                   "source.preprocessing.image_size=16"])  # fmt: skip
+                    HydraConfig.instance().set_config(cfg)
+                    execute(build_job(cfg, dict(cfg.hydra.runtime.choices)), ctx)
+            (folder / "done").touch()
+    return tracking.open_store(uri)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", AA_TARGETS)
+def test_aa_calibration_cells(target, shared_dir, _migrated_store):
+    """One target's A/A cells: every cell has its seeds, all FINISHED, and the runs differ in their randomness. The
+    four targets' shards train in parallel workers; ``test_aa_calibration`` judges them together."""
+    runs = load_runs("aa", client=aa_shard(target, shared_dir, _migrated_store))
+    transfer = runs[runs["tags.role"] == "transfer"]
+    assert set(runs["status"]) == {"FINISHED"}
+    assert sorted(transfer.groupby("tags.label_budget").size().items()) == sorted(
+        (str(b), AA_SEEDS) for b in AA_BUDGETS)  # fmt: skip
+    assert (transfer["metrics.delta/test/acc"] != 0).mean() >= 0.5, "A/A runs must differ in randomness, not be copies"
+
+
+@pytest.mark.slow
+def test_aa_calibration(shared_dir, _migrated_store):
+    """A/A over 60 cells x 3 seeds of real runs (the four shards of ``test_aa_calibration_cells``). The unadjusted
+    per-cell rejection rate must lie in the binomial 99% interval around alpha, and the pooled mean delta's 99%
+    interval must contain 0. The same checks must reject the same runs with a planted +0.02 bias (the old
+    ">= 95% inconclusive after Holm" test passed such a bias 97.8% of the time)."""
+    runs = pd.concat([load_runs("aa", client=aa_shard(t, shared_dir, _migrated_store)) for t in AA_TARGETS],
+                     ignore_index=True)  # fmt: skip
     checks = aa_checks(runs)
     print(f"A/A calibration: {checks}")
     assert checks["cells"] == len(AA_TARGETS) * len(AA_BUDGETS) >= 60
     assert set(checks["n"]) == {AA_SEEDS}
-    transfer = runs[runs["tags.role"] == "transfer"]
-    assert (transfer["metrics.delta/test/acc"] != 0).mean() >= 0.5, "A/A runs must differ in randomness, not be copies"
     assert checks["calibrated"], checks
     biased = runs.copy()
     is_transfer = biased["tags.role"] == "transfer"
@@ -728,13 +756,13 @@ def test_a_sweep_in_another_job_order_records_the_same_results_and_verdicts(stor
     statistics and verdict, on its table and on its cell run."""
     import os
     import shutil
-    import subprocess
     import sys
 
     from conftest import ROOT
 
     tiny = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
-            "budget.min_steps=6", "budget.batch_size=32", "source=synth_digits", "label_budget=5"]  # fmt: skip
+            "budget.min_steps=6", "budget.batch_size=32", "source=synth_digits", "label_budget=5",
+            "trainer.threads=1"]  # fmt: skip
     orders = {"forward": ["strategy=finetune,linear_probe", "seed=0,1"],
               "backward": ["strategy=linear_probe,finetune", "seed=1,0"]}  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -747,7 +775,7 @@ def test_a_sweep_in_another_job_order_records_the_same_results_and_verdicts(stor
         cmd = [sys.executable, "-m", "benchmark.run", "-m", *order, *tiny, f"tracking.uri={uri}",
                "tracking.experiment=order", f"tracking.artifact_root={tmp_path / name / 'artifacts'}",
                f"cache_dir={tmp_path / name / 'cache'}", f"hydra.sweep.dir={tmp_path / name / 'sweep'}"]  # fmt: skip
-        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        done = run_entry(cmd, cwd=ROOT, env=env, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
         client = MlflowClient(uri)
         runs = client.search_runs([client.get_experiment_by_name("order").experiment_id], max_results=100)

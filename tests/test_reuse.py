@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SWEEP_TINY, run_sweep
 from mlflow.tracking import MlflowClient
-from test_sweep import TINY, run_sweep
 
 from benchmark import tracking
 from benchmark.compose import compose_job
@@ -87,7 +87,7 @@ def test_a_job_is_done_only_when_every_comparison_is_recorded(tmp_path, store):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     client = MlflowClient(store)
     exp_id = client.get_experiment_by_name("e2e").experiment_id
-    job = compose_job([*ARGS, "seed=0", *TINY, f"cache_dir={tmp_path / 'cache'}"])
+    job = compose_job([*ARGS, "seed=0", *SWEEP_TINY, f"cache_dir={tmp_path / 'cache'}"])
 
     done = recorded_outcome(job, tracking.finished_runs(client, exp_id))
     assert done is not None and done.reused and done.baseline_reused

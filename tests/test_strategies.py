@@ -148,6 +148,10 @@ def _describe(batch) -> dict:
     return {"kind": "labelled", "labelled": bool((y >= 0).all()), "rows": len(y)}
 
 
+# one worker runs this module and builds its module-scoped fixtures below once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_strategies")
+
+
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny models on a shared 2-core machine: one torch thread per process is several times faster than two

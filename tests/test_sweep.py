@@ -7,33 +7,11 @@ example indices within a pair, reuse on a second invocation, and failure isolati
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import FINISHED_SWEEP, run_sweep
 from mlflow.tracking import MlflowClient
-
-TINY = [
-    "source.weights.recipe.epochs=1",
-    "source.weights.dataset.n_per_class=40",
-    "budget.epochs=1",
-    "budget.min_steps=6",
-    "budget.batch_size=32",
-]
-
-
-def run_sweep(tmp_path: Path, store: str, args: list[str], name: str = "sweep") -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable, "-m", "benchmark.run", "-m", *args, *TINY,
-        f"tracking.uri={store}", "tracking.experiment=e2e", f"tracking.artifact_root={tmp_path / 'artifacts'}",
-        f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / name}",
-    ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def runs_by_role(client: MlflowClient, exp_id: str) -> dict[str, list]:
@@ -43,11 +21,9 @@ def runs_by_role(client: MlflowClient, exp_id: str) -> dict[str, list]:
     return out
 
 
-def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
-    args = ["source=synth_digits,shapes", "target=digits", "strategy=finetune,linear_probe", "label_budget=5",
-            "seed=0,1"]  # fmt: skip
-    first = run_sweep(tmp_path, store, args, "first")
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, finished_sweep):
+    """The shared finished sweep (conftest ``FINISHED_SWEEP``), checked on a copy of its store, then run again."""
+    first, store = finished_sweep.result, finished_sweep.copy_store(tmp_path)
     assert "verdict" in first.stdout and "synth_digits" in first.stdout
 
     client = MlflowClient(store)
@@ -124,7 +100,7 @@ def test_multirun_records_pairs_deltas_verdicts_and_reuses(tmp_path, store):
     assert [a for a in report if a.startswith("report/heatmap_finetune__") and a.endswith(".png")], report
 
     # a second invocation trains nothing and reuses every FINISHED run, even across sweeps
-    second = run_sweep(tmp_path, store, args, "second")
+    second = run_sweep(tmp_path, store, FINISHED_SWEEP, "second")
     assert second.returncode == 0, second.stderr[-3000:]
     roles2 = runs_by_role(client, exp.experiment_id)
     assert len(roles2["transfer"]) == 8 and len(roles2["baseline"]) == 2 and len(roles2["pretrain"]) == 2

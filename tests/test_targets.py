@@ -117,6 +117,10 @@ def build(cfg: DictConfig, global_seed: int) -> tuple[Target, Splits]:
         return target, target.load()
 
 
+# one worker runs this module and builds its module-scoped fixtures below once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_targets")
+
+
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory: pytest.TempPathFactory):
     """``name -> (target, splits, splits built again)``, built once per module: loading is the slow part."""

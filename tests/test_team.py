@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, stop, wait_healthy
+from conftest import ROOT, free_port, run_entry, stop, wait_healthy
 from mlflow.tracking import MlflowClient
 
 TINY = ["source=synth_digits", "strategy=linear_probe", "label_budget=3", "source.weights.recipe.epochs=1",
-        "source.weights.dataset.n_per_class=40", "budget.epochs=1", "budget.min_steps=4"]  # fmt: skip
+        "source.weights.dataset.n_per_class=40", "budget.epochs=1", "budget.min_steps=4",
+        "trainer.threads=1"]  # fmt: skip
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 ENV.pop("MLFLOW_TRACKING_URI", None)
 
@@ -38,7 +39,7 @@ def server(tmp_path, _migrated_store):
 def _sweep(tmp_path: Path, extra: list[str]) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "benchmark.run", "-m", *TINY, *extra, "tracking.experiment=team",
            f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"]  # fmt: skip
-    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    return run_entry(cmd, cwd=ROOT, env=ENV, timeout=600)
 
 
 def test_sweep_against_a_real_tracking_server(tmp_path, server):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +31,7 @@ from benchmark.splits import load_splits
 from benchmark.targets.base import Target
 from benchmark.targets.digits import Digits
 from benchmark.train import SELECTED_VAL
+from benchmark.util import file_lock
 
 
 class PoisonedDigits(Digits):
@@ -150,6 +153,31 @@ def ctx(store, tmp_path):
     return Context(client, tracking.ensure_experiment(client, "tuning"), tmp_path / "cache")
 
 
+@pytest.fixture(scope="session")
+def finetune_study(shared_dir, _migrated_store) -> Path:
+    """The tuned fine-tune of ``TINY`` with its baseline (both studies, their trials and the tuned pair), trained once
+    per test session into a store and cache of its own; the tests that start from it copy both (``tuned_ctx``)."""
+    folder = shared_dir / "finetune_study"
+    folder.mkdir(exist_ok=True)
+    with file_lock(folder / "lock"):
+        if not (folder / "done").exists():
+            shutil.copy(_migrated_store, folder / "mlflow.db")
+            client = tracking.open_store(f"sqlite:///{folder / 'mlflow.db'}")
+            execute(compose_job([*TINY, "strategy=finetune"]),
+                    Context(client, tracking.ensure_experiment(client, "tuning"), folder / "cache"))  # fmt: skip
+            (folder / "done").touch()
+    return folder
+
+
+@pytest.fixture
+def tuned_ctx(finetune_study, tmp_path):
+    """A store and cache that already hold the tuned fine-tune of ``TINY`` (a copy of ``finetune_study``)."""
+    shutil.copy(finetune_study / "mlflow.db", tmp_path / "mlflow.db")
+    shutil.copytree(finetune_study / "cache", tmp_path / "cache")
+    client = tracking.open_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return Context(client, tracking.ensure_experiment(client, "tuning"), tmp_path / "cache")
+
+
 def _runs(ctx, **tags) -> list:
     where = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
     return ctx.client.search_runs([ctx.experiment_id], where, max_results=1000)
@@ -197,12 +225,14 @@ def test_bad_tuning_config_is_a_preflight_problem_naming_the_value_and_the_choic
 
 
 @pytest.mark.slow  # ~2 min on 2 shared cores: two studies per cell and a pretrained source
-def test_a_pair_is_tuned_with_the_same_trials_on_selection_data_and_a_poisoned_test_split_changes_nothing(ctx):
+def test_a_pair_is_tuned_with_the_same_trials_on_selection_data_and_a_poisoned_test_split_changes_nothing(tuned_ctx):
     """Both sides get K trials on their own seeds (trial_seed + i), scored on the budget's validation subset, with
     no test metric; the tuned runs carry the chosen values and the cost; a poisoned test split changes no trial's
-    score and not the choice."""
+    score and not the choice. The pair's studies come from ``finetune_study``: this job finds them done."""
+    ctx = tuned_ctx
     job = compose_job([*TINY, "strategy=finetune"])
     out = execute(job, ctx)
+    assert out.reused and out.baseline_reused
     for strategy in ("finetune", "scratch"):
         trials = _trials(ctx, strategy)
         assert sorted(trials) == [0, 1]
@@ -241,7 +271,9 @@ def test_a_pair_is_tuned_with_the_same_trials_on_selection_data_and_a_poisoned_t
 
 
 @pytest.mark.slow  # ~2 min on 2 shared cores: two studies per cell and a pretrained source
-def test_cells_sharing_a_baseline_share_its_study_and_a_rerun_resumes_without_repeating_a_trial(ctx):
+def test_cells_sharing_a_baseline_share_its_study_and_a_rerun_resumes_without_repeating_a_trial(tuned_ctx):
+    """The fine-tune's and its baseline's studies come from ``finetune_study``; the probe shares the baseline's."""
+    ctx = tuned_ctx
     finetune = compose_job([*TINY, "strategy=finetune"])
     probe = compose_job([*TINY, "strategy=linear_probe"])
     assert finetune.baseline.cell_key == probe.baseline.cell_key

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, stop, wait_healthy
+from conftest import ROOT, free_port, run_entry, stop, wait_healthy
 from mlflow.tracking import MlflowClient
 
 from benchmark import ui
@@ -29,7 +29,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 SWEEP = ["source=synth_digits,shapes", "target=digits", "strategy=finetune,linear_probe", "label_budget=5", "seed=0,1",
          "source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.epochs=1",
          "budget.min_steps=6", "budget.batch_size=32", "tracking.experiment=ui",
-         "scores=false"]  # fmt: skip
+         "scores=false", "trainer.threads=1"]  # fmt: skip
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
        "DO_NOT_TRACK": "true"}  # fmt: skip
 ENV.pop("MLFLOW_TRACKING_URI", None)
@@ -153,6 +153,10 @@ def test_serving_execs_mlflow_ui_and_warns_off_loopback(sweeps, store, monkeypat
 # A real sweep, a real `mlflow ui`, a real (headless) Chromium
 
 
+# one worker runs this module and builds its module-scoped fixtures below once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_ui")
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, _migrated_store):
     """A small real sweep in a fresh store, served by `mlflow ui` on loopback; yields the printed URLs and more."""
@@ -166,16 +170,16 @@ def served(tmp_path_factory, _migrated_store):
     server = subprocess.Popen([*ui.command(uri, "127.0.0.1", port), "--workers", "1"], env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
     try:
-        sweep = subprocess.run(
+        sweep = run_entry(
             [sys.executable, "-m", "benchmark.run", "-m", *SWEEP, f"tracking.uri={uri}",
              f"tracking.artifact_root={tmp / 'artifacts'}", f"cache_dir={tmp / 'cache'}",
              f"hydra.sweep.dir={tmp / 'sweep'}"],
-            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600,
+            cwd=ROOT, env=ENV, timeout=600,
         )  # fmt: skip
         assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
-        printed = subprocess.run(
+        printed = run_entry(
             [sys.executable, "-m", "benchmark.ui", "--tracking-uri", uri, "--port", str(port), "--print-only"],
-            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120,
+            cwd=ROOT, env=ENV, timeout=120,
         )  # fmt: skip
         assert printed.returncode == 0, printed.stderr
         wait_healthy(server, f"http://127.0.0.1:{port}")

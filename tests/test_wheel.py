@@ -21,7 +21,8 @@ import pytest
 from conftest import ROOT
 from mlflow.tracking import MlflowClient
 
-pytestmark = pytest.mark.slow  # builds a wheel and starts several fresh interpreters: about a minute on 2 cores
+# builds a wheel and starts several fresh interpreters: about a minute on 2 cores; one worker builds the wheel, once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_wheel")]
 
 BUILD_INPUTS = ["pyproject.toml", "setup.py", "README.md", "LICENSE", "benchmark", "conf"]  # what setuptools reads
 SCRIPTS = ["transfer-bench", "transfer-bench-report", "transfer-bench-rank", "transfer-bench-ui"]

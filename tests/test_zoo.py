@@ -58,6 +58,10 @@ def timm_model(arch: str, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
     return model.eval()
 
 
+# one worker runs this module and builds its module-scoped fixtures below once (scripts/test.sh: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("test_zoo")
+
+
 @pytest.fixture(scope="module")
 def lite0_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Lite0 converted once for the tests that only read it."""
