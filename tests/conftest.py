@@ -32,12 +32,19 @@ def options(group: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def _migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One SQLite store migrated per test session (~5 s); tests get copies (0.1 s)."""
+def _migrated_store(shared_dir: Path) -> Path:
+    """One SQLite store migrated per test session (~5 s), by the first worker that needs it; tests get copies (0.1 s).
+    Its write-ahead log is folded into the file, so a copy of the file alone is the whole migrated store."""
     from benchmark.tracking import open_store
+    from benchmark.util import file_lock
 
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    open_store(f"sqlite:///{path}")
+    path = shared_dir / "migrated_store" / "mlflow.db"
+    path.parent.mkdir(exist_ok=True)
+    with file_lock(path.parent / "lock"):
+        if not (path.parent / "done").exists():
+            open_store(f"sqlite:///{path}")
+            checkpoint(path)
+            (path.parent / "done").touch()
     return path
 
 
@@ -173,6 +180,34 @@ def compose(overrides: list[str], tmp_path: Path | None = None):
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+
+
+def env_sh_project(project: Path) -> Path:
+    """A copy of what ``scripts/_env.sh`` reads (the scripts, pyproject.toml, setup.py) in ``project``, and the
+    environment running the tests, which ``_env.sh`` in that copy finds installed: its stamp, computed by ``_env.sh``'s
+    own ``install_stamp``, must be there, or sourcing ``_env.sh`` would reinstall into it, never wanted from a test."""
+    import shutil
+
+    shutil.copytree(ROOT / "scripts", project / "scripts")
+    for name in ("pyproject.toml", "setup.py"):
+        shutil.copy(ROOT / name, project / name)
+    line = next(ln for ln in (ROOT / "scripts" / "_env.sh").read_text().splitlines() if ln.startswith("install_stamp"))
+    stamp = subprocess.run(["bash", "-c", f"set -euo pipefail; {line}; install_stamp"], cwd=project, text=True,
+                           capture_output=True, check=True).stdout.strip()  # fmt: skip
+    venv = Path(sys.prefix)
+    if not (venv / f".transfer-bench-{stamp}").is_file():
+        pytest.fail(f"{venv} was not set up by scripts/_env.sh (no .transfer-bench-{stamp}); run scripts/test.sh")
+    return venv
+
+
+def checkpoint(db: Path) -> None:
+    """Fold a SQLite store's write-ahead log into its file, so that a copy of the file alone holds every run (this
+    process may keep MLflow's connections to it open)."""
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def free_port() -> int:

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import collections
 import glob
-import hashlib
 import os
 import pwd
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, stop, wait_healthy
+from conftest import env_sh_project, free_port, stop, wait_healthy
 from mlflow.tracking import MlflowClient
 from test_team import ENV, _sweep
 
@@ -31,16 +29,6 @@ def postgres_bin() -> Path | None:
         return Path(found[-1]).parent
     on_path = shutil.which("initdb")
     return Path(on_path).parent if on_path else None
-
-
-def venv_with_stamp() -> Path:
-    """The environment running the tests, if ``scripts/_env.sh`` set it up for this pyproject.toml: the script under
-    test sources ``_env.sh``, which would otherwise reinstall the package into it."""
-    venv = Path(sys.prefix)
-    stamp = venv / f".transfer-bench-{hashlib.sha256((ROOT / 'pyproject.toml').read_bytes()).hexdigest()[:16]}"
-    if not stamp.is_file():
-        pytest.fail(f"{venv} was not set up by scripts/_env.sh (no {stamp.name}); run scripts/test.sh")
-    return venv
 
 
 @pytest.fixture
@@ -90,10 +78,9 @@ def pg_server(tmp_path, postgres) -> Iterator[str]:
     """``scripts/mlflow_server.sh`` over the PostgreSQL database, started from a copy of the project (as in
     ``tests/test_scripts.py``) with its artifacts in the test's temp dir; yields its URL."""
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "scripts", project / "scripts")
-    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    venv = env_sh_project(project)
     port = free_port()
-    env = {**ENV, "VENV": str(venv_with_stamp()), "PORT": str(port), "WORKERS": "2", "BACKEND": postgres,
+    env = {**ENV, "VENV": str(venv), "PORT": str(port), "WORKERS": "2", "BACKEND": postgres,
            "ARTIFACTS": str(tmp_path / "served")}  # fmt: skip
     env.pop("HOST", None)
     proc = subprocess.Popen(["bash", str(project / "scripts" / "mlflow_server.sh")], cwd=tmp_path, env=env,

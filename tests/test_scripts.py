@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, free_port, stop, wait_healthy
+from conftest import env_sh_project, free_port, stop, wait_healthy
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -39,12 +36,7 @@ def test_mlflow_server_binds_to_loopback_unless_host_is_set(tmp_path, host):
     artifacts go under ``<project>/server/``), on a free port; what it listens on is read from /proc/net/tcp.
     ``HOST=127.0.0.2`` shows that the variable is honoured without exposing anything beyond this machine."""
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "scripts", project / "scripts")
-    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
-    venv = Path(sys.prefix)
-    stamp = venv / f".transfer-bench-{hashlib.sha256((ROOT / 'pyproject.toml').read_bytes()).hexdigest()[:16]}"
-    if not stamp.is_file():  # scripts/_env.sh would (re)install the package into this environment: never from a test
-        pytest.fail(f"{venv} was not set up by scripts/_env.sh (no {stamp.name}); run scripts/test.sh")
+    venv = env_sh_project(project)
     port = free_port()
     env = {**os.environ, "VENV": str(venv), "PORT": str(port), "WORKERS": "1"}
     for name in ("HOST", "BACKEND", "ARTIFACTS"):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONF, compose
+from conftest import CONF, checkpoint, compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -165,6 +165,7 @@ def finetune_study(shared_dir, _migrated_store) -> Path:
             client = tracking.open_store(f"sqlite:///{folder / 'mlflow.db'}")
             execute(compose_job([*TINY, "strategy=finetune"]),
                     Context(client, tracking.ensure_experiment(client, "tuning"), folder / "cache"))  # fmt: skip
+            checkpoint(folder / "mlflow.db")  # the copies below read the file alone
             (folder / "done").touch()
     return folder
 
