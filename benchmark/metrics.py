@@ -1,6 +1,6 @@
 """The metric schema: for every metric a verdict, a delta or a score ranking can use, its one direction.
 
-One fact, one place (STYLE §5): deltas (``benchmark.job``), verdicts, the negative-transfer gap and figures
+One fact, one place: deltas (``benchmark.job``), verdicts, the negative-transfer gap and figures
 (``benchmark.report``) and the orientation of transferability and similarity scores (``benchmark.scoring``,
 ``benchmark.rank``) all read this table. "Better" is oriented here once, so that a positive verdict always means that
 transfer did better than its baseline, on a loss as on an accuracy. Pure Python: reports import it without torch.
