@@ -3,10 +3,11 @@
 A job's imports (torch, torchvision, Lightning, timm, MLflow, Hydra) take 12-15 s of CPU on the 2-core machine, and
 the end-to-end tests start the entry point dozens of times: most of the suite's time was imports. This module is a
 fork server: one interpreter per test session (shared by pytest-xdist's workers) imports those libraries once and
-then, for each command, forks a waiter that forks a child that becomes the command. The child is a real, separate process with its own pid, working directory, environment,
-``sys.argv``, standard streams and exit status; it runs the module as ``python -m`` would (``runpy`` with
-``__main__``, the working directory first on ``sys.path``) and ends through the interpreter's normal shutdown (atexit
-handlers, non-daemon threads), so an uncaught exception prints its traceback and exits 1 as usual.
+then, for each command, forks a waiter that forks a child that becomes the command. The child is a real, separate
+process with its own pid, working directory, environment, ``sys.argv``, standard streams and exit status; it runs
+the module as ``python -m`` would (``runpy`` with ``__main__``, the working directory first on ``sys.path``) and
+ends through the interpreter's normal shutdown (atexit handlers, non-daemon threads), so an uncaught exception
+prints its traceback and exits 1 as usual.
 
 What it does not reproduce, and the tests that therefore start a fresh interpreter themselves: anything about
 imports (``tests/test_overhead.py``), the installed wheel (``tests/test_wheel.py``), signals sent to a sweep and its
