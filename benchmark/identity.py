@@ -69,9 +69,30 @@ def keys(identity: dict[str, Any], defaults: dict[str, Any] | None = None, weigh
     """The run key, cell key and variant of ``identity``. ``defaults`` is the identity of the same source, target
     and strategy with nothing overridden (None: empty variant); ``weights_name`` the file name of file weights, shown
     in the variant only (the keys know the file by content)."""
+    if defaults is not None:
+        identity = typed_like(identity, defaults)
     cell = {k: v for k, v in identity.items() if k != "seed"}
     shown = "" if defaults is None else variant(identity, defaults, weights_name)
     return Keys(stable_hash(identity), stable_hash(cell), shown)
+
+
+def typed_like(value: Any, default: Any) -> Any:
+    """``value`` with each number in the type its default has: an override keeps the type it was typed in, so
+    ``strategy.backbone_lr_scale=1`` is the int 1 where the YAML's default ``1.0`` is a float, and the two would hash
+    to two run keys and two cells of bit-identical runs. An int where the default is a float becomes that float, and
+    an integral float where the default is an int becomes that int; other values, and entries the defaults lack, are
+    left as they are. Runs whose values already had their default's type keep their keys."""
+    if isinstance(value, dict) and isinstance(default, dict):
+        return {k: typed_like(v, default.get(k)) for k, v in value.items()}
+    if isinstance(value, list) and isinstance(default, list) and len(value) == len(default):
+        return [typed_like(v, d) for v, d in zip(value, default, strict=True)]
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def variant(identity: dict[str, Any], defaults: dict[str, Any], weights_name: str = "file") -> str:

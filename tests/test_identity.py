@@ -93,6 +93,22 @@ def test_cells_are_told_apart_by_every_setting_and_share_a_key_across_seeds():
     assert _job(["budget.epochs=8", "seed=3", "label_budget=5"]).variant == ""
 
 
+def test_a_value_typed_as_an_int_or_a_float_is_one_key():
+    """An override keeps the type it was typed in: ``strategy.backbone_lr_scale=1`` (an int) against the YAML's
+    ``1.0`` gave a second run key and a second cell, with an empty variant, for bit-identical runs. A value equal to
+    its default is the default's key, and the same value typed either way is one key."""
+    default = _job([])
+    for overrides in (["strategy.backbone_lr_scale=1"], ["strategy.backbone_lr_scale=1.0"], ["budget.epochs=8.0"],
+                      ["budget.epochs=8", "strategy.backbone_lr_scale=1"]):  # fmt: skip
+        job = _job(overrides)
+        assert (job.run_key, job.cell_key, job.variant) == (default.run_key, default.cell_key, ""), overrides
+        assert job.baseline_key == default.baseline_key, overrides
+    assert default.budget.epochs == 8, "the budget.epochs overrides above must equal the default"
+    two, two_float = _job(["strategy.backbone_lr_scale=2"]), _job(["strategy.backbone_lr_scale=2.0"])
+    assert two.run_key == two_float.run_key != default.run_key and two.variant == two_float.variant
+    assert _job(["strategy.backbone_lr_scale=0.5"]).run_key not in (default.run_key, two.run_key)
+
+
 def test_file_weights_are_keyed_by_content_not_path(tmp_path):
     a = _checkpoint(tmp_path / "a.safetensors", 0)
     b = _checkpoint(tmp_path / "b.safetensors", 1)
