@@ -239,6 +239,7 @@ def test_a_pair_is_tuned_with_the_same_trials_on_selection_data_and_a_poisoned_t
         assert sorted(trials) == [0, 1]
         for i, run in trials.items():
             assert run.info.status == "FINISHED" and run.data.tags["seed"] == str(1000 + i)
+            assert run.data.params["seed"] == str(1000 + i)  # what the trial logs is the seed it ran on
             assert not any(k.startswith("test/") for k in run.data.metrics), run.data.metrics
             assert run.data.metrics["data/val_examples"] == 20  # 2 per class of the 10 digits
             assert run.data.tags["tuning_select"] == "target_val" and "selection_oracle" not in run.data.tags
