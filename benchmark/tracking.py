@@ -141,11 +141,17 @@ def checkpoint_stores() -> None:
     for uri in _OPENED:
         path = sqlite_path(uri)
         if path is not None and path.is_file():
-            con = sqlite3.connect(path, timeout=30)
-            try:
-                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                con.close()
+            checkpoint(path)
+
+
+def checkpoint(path: Path) -> None:
+    """Fold the write-ahead log of the SQLite store at ``path`` into its file, so that a copy of the file alone holds
+    every run (a fresh connection can do it while others are still open)."""
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path | None = None) -> str:

@@ -35,17 +35,26 @@ def options(group: str) -> list[str]:
 def _migrated_store(shared_dir: Path) -> Path:
     """One SQLite store migrated per test session (~5 s), by the first worker that needs it; tests get copies (0.1 s).
     Its write-ahead log is folded into the file, so a copy of the file alone is the whole migrated store."""
-    from benchmark.tracking import open_store
+    from benchmark.tracking import checkpoint, open_store
+
+    def migrate(folder: Path) -> None:
+        open_store(f"sqlite:///{folder / 'mlflow.db'}")
+        checkpoint(folder / "mlflow.db")
+
+    return built_once(shared_dir / "migrated_store", migrate) / "mlflow.db"
+
+
+def built_once(folder: Path, build) -> Path:
+    """``folder`` (under ``shared_dir``) after ``build(folder)`` ran in it once for the whole test session: the first
+    process that asks builds it under a lock, one that asks meanwhile waits, the later ones find it done."""
     from benchmark.util import file_lock
 
-    path = shared_dir / "migrated_store" / "mlflow.db"
-    path.parent.mkdir(exist_ok=True)
-    with file_lock(path.parent / "lock"):
-        if not (path.parent / "done").exists():
-            open_store(f"sqlite:///{path}")
-            checkpoint(path)
-            (path.parent / "done").touch()
-    return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with file_lock(folder / "lock"):
+        if not (folder / "done").exists():
+            build(folder)
+            (folder / "done").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -154,20 +163,17 @@ def finished_sweep(shared_dir: Path, _migrated_store: Path) -> FinishedSweep:
     import shutil
     import time
 
-    from benchmark.util import file_lock
+    def sweep(folder: Path) -> None:
+        shutil.copy(_migrated_store, folder / "mlflow.db")
+        t0 = time.perf_counter()
+        result = run_sweep(folder, f"sqlite:///{folder / 'mlflow.db'}", FINISHED_SWEEP, "first", {"CI": "true"})
+        command_s = time.perf_counter() - t0
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        shutil.copy(folder / "mlflow.db", folder / "alone.db")
+        (folder / "result.json").write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr,
+                                                        "command_s": command_s}))  # fmt: skip
 
-    folder = shared_dir / "finished_sweep"
-    folder.mkdir(exist_ok=True)
-    with file_lock(folder / "lock"):
-        if not (folder / "result.json").exists():
-            shutil.copy(_migrated_store, folder / "mlflow.db")
-            t0 = time.perf_counter()
-            result = run_sweep(folder, f"sqlite:///{folder / 'mlflow.db'}", FINISHED_SWEEP, "first", {"CI": "true"})
-            command_s = time.perf_counter() - t0
-            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-            shutil.copy(folder / "mlflow.db", folder / "alone.db")
-            (folder / "result.json").write_text(json.dumps({"stdout": result.stdout, "stderr": result.stderr,
-                                                            "command_s": command_s}))  # fmt: skip
+    folder = built_once(shared_dir / "finished_sweep", sweep)
     saved = json.loads((folder / "result.json").read_text())
     result = subprocess.CompletedProcess(["benchmark.run", *FINISHED_SWEEP], 0, saved["stdout"], saved["stderr"])
     return FinishedSweep(folder, result, saved["command_s"])
@@ -182,6 +188,14 @@ def compose(overrides: list[str], tmp_path: Path | None = None):
         return hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
 
 
+def install_stamp(project: Path) -> str:
+    """The install stamp ``scripts/_env.sh`` computes in ``project``, by its own ``install_stamp`` function."""
+    line = next(ln for ln in (ROOT / "scripts" / "_env.sh").read_text().splitlines() if ln.startswith("install_stamp"))
+    out = subprocess.run(["bash", "-c", f"set -euo pipefail; {line}; install_stamp"], cwd=project, text=True,
+                         capture_output=True, check=True)  # fmt: skip
+    return out.stdout.strip()
+
+
 def env_sh_project(project: Path) -> Path:
     """A copy of what ``scripts/_env.sh`` reads (the scripts, pyproject.toml, setup.py) in ``project``, and the
     environment running the tests, which ``_env.sh`` in that copy finds installed: its stamp, computed by ``_env.sh``'s
@@ -191,23 +205,11 @@ def env_sh_project(project: Path) -> Path:
     shutil.copytree(ROOT / "scripts", project / "scripts")
     for name in ("pyproject.toml", "setup.py"):
         shutil.copy(ROOT / name, project / name)
-    line = next(ln for ln in (ROOT / "scripts" / "_env.sh").read_text().splitlines() if ln.startswith("install_stamp"))
-    stamp = subprocess.run(["bash", "-c", f"set -euo pipefail; {line}; install_stamp"], cwd=project, text=True,
-                           capture_output=True, check=True).stdout.strip()  # fmt: skip
+    stamp = install_stamp(project)
     venv = Path(sys.prefix)
     if not (venv / f".transfer-bench-{stamp}").is_file():
         pytest.fail(f"{venv} was not set up by scripts/_env.sh (no .transfer-bench-{stamp}); run scripts/test.sh")
     return venv
-
-
-def checkpoint(db: Path) -> None:
-    """Fold a SQLite store's write-ahead log into its file, so that a copy of the file alone holds every run (this
-    process may keep MLflow's connections to it open)."""
-    import contextlib
-    import sqlite3
-
-    with contextlib.closing(sqlite3.connect(db)) as con:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, install_stamp
 
 SAMPLE = """
 import pytest
@@ -96,12 +96,9 @@ def test_a_failed_install_stops_the_scripts_with_pips_message(tmp_path):
 def test_the_install_stamp_changes_with_pyproject_and_setup_py(tmp_path):
     """scripts/_env.sh reinstalls when its stamp changes: a change to setup.py (the package list) must change it as a
     change to pyproject.toml does, and the stamp of an unchanged checkout stays the same."""
-    line = next(ln for ln in (ROOT / "scripts" / "_env.sh").read_text().splitlines() if ln.startswith("install_stamp"))
 
     def stamp() -> str:
-        out = subprocess.run(["bash", "-c", f"set -euo pipefail; {line}; install_stamp"], cwd=tmp_path,
-                             capture_output=True, text=True, check=True)  # fmt: skip
-        return out.stdout.strip()
+        return install_stamp(tmp_path)  # _env.sh's own function, run in tmp_path
 
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     without_setup = stamp()

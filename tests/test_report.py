@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import compose, run_entry
+from conftest import built_once, compose, run_entry
 from hydra.core.hydra_config import HydraConfig
 from mlflow.tracking import MlflowClient
 
@@ -190,27 +190,22 @@ def aa_shard(target: str, shared_dir: Path, migrated_store: Path) -> MlflowClien
     from benchmark.compose import build_job
     from benchmark.job import execute
     from benchmark.spec import Context
-    from benchmark.util import file_lock
 
-    folder = shared_dir / "aa" / target
-    folder.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    with file_lock(folder / "lock"):
-        if not (folder / "done").exists():
-            shutil.copy(migrated_store, folder / "mlflow.db")
-            client = tracking.open_store(uri)
-            ctx = Context(client, tracking.ensure_experiment(client, "aa"), folder / "cache")
-            first = AA_TARGETS.index(target) * len(AA_BUDGETS)
-            for rep in range(AA_SEEDS):  # replicates outermost: an interrupted grid still covers every cell
-                for k, budget in enumerate(AA_BUDGETS, start=first):
-                    cfg = compose([f"target={target}", "strategy=aa_scratch", f"label_budget={budget}",
-                                   f"seed={AA_SEEDS * k + rep}", "budget.epochs=1", "budget.min_steps=2",
-                                   "budget.batch_size=16", "scores=false",
-                                   "source.preprocessing.image_size=16"])  # fmt: skip
-                    HydraConfig.instance().set_config(cfg)
-                    execute(build_job(cfg, dict(cfg.hydra.runtime.choices)), ctx)
-            (folder / "done").touch()
-    return tracking.open_store(uri)
+    def train(folder: Path) -> None:
+        shutil.copy(migrated_store, folder / "mlflow.db")
+        client = tracking.open_store(f"sqlite:///{folder / 'mlflow.db'}")
+        ctx = Context(client, tracking.ensure_experiment(client, "aa"), folder / "cache")
+        first = AA_TARGETS.index(target) * len(AA_BUDGETS)
+        for rep in range(AA_SEEDS):  # replicates outermost: an interrupted grid still covers every cell
+            for k, budget in enumerate(AA_BUDGETS, start=first):
+                cfg = compose([f"target={target}", "strategy=aa_scratch", f"label_budget={budget}",
+                               f"seed={AA_SEEDS * k + rep}", "budget.epochs=1", "budget.min_steps=2",
+                               "budget.batch_size=16", "scores=false", "source.preprocessing.image_size=16"])  # fmt: skip
+                HydraConfig.instance().set_config(cfg)
+                execute(build_job(cfg, dict(cfg.hydra.runtime.choices)), ctx)
+
+    folder = built_once(shared_dir / "aa" / target, train)
+    return tracking.open_store(f"sqlite:///{folder / 'mlflow.db'}")
 
 
 @pytest.mark.slow

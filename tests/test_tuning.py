@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONF, checkpoint, compose
+from conftest import CONF, built_once, compose
 from hydra import initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -31,7 +31,6 @@ from benchmark.splits import load_splits
 from benchmark.targets.base import Target
 from benchmark.targets.digits import Digits
 from benchmark.train import SELECTED_VAL
-from benchmark.util import file_lock
 
 
 class PoisonedDigits(Digits):
@@ -157,17 +156,15 @@ def ctx(store, tmp_path):
 def finetune_study(shared_dir, _migrated_store) -> Path:
     """The tuned fine-tune of ``TINY`` with its baseline (both studies, their trials and the tuned pair), trained once
     per test session into a store and cache of its own; the tests that start from it copy both (``tuned_ctx``)."""
-    folder = shared_dir / "finetune_study"
-    folder.mkdir(exist_ok=True)
-    with file_lock(folder / "lock"):
-        if not (folder / "done").exists():
-            shutil.copy(_migrated_store, folder / "mlflow.db")
-            client = tracking.open_store(f"sqlite:///{folder / 'mlflow.db'}")
-            execute(compose_job([*TINY, "strategy=finetune"]),
-                    Context(client, tracking.ensure_experiment(client, "tuning"), folder / "cache"))  # fmt: skip
-            checkpoint(folder / "mlflow.db")  # the copies below read the file alone
-            (folder / "done").touch()
-    return folder
+
+    def study(folder: Path) -> None:
+        shutil.copy(_migrated_store, folder / "mlflow.db")
+        client = tracking.open_store(f"sqlite:///{folder / 'mlflow.db'}")
+        execute(compose_job([*TINY, "strategy=finetune"]),
+                Context(client, tracking.ensure_experiment(client, "tuning"), folder / "cache"))  # fmt: skip
+        tracking.checkpoint(folder / "mlflow.db")  # the copies below read the file alone
+
+    return built_once(shared_dir / "finetune_study", study)
 
 
 @pytest.fixture
