@@ -25,7 +25,8 @@ class EpochLogger(pl.Callback):
     """Send each epoch's train/val metrics (the module's ``epoch_metrics``), learning rate and elapsed wall time to
     MLflow.
 
-    ``step`` is the epoch number; ``time/elapsed_s`` (since the fit started) and ``train/steps`` let reports draw
+    ``step`` is the epoch number (after ``epoch_offset``: the epochs of a converged budget's earlier schedules);
+    ``time/elapsed_s`` (since the fit started) and ``train/steps`` let reports draw
     curves against wall time and optimisation steps. Epochs are sent in one ``log_batch`` (with the liveness
     heartbeat) at most every ``flush_every_s`` seconds, and always before a checkpoint is written, when the fit
     ends and when it fails: a SQLite round trip costs 5-20 ms, as much as a whole epoch of a head on cached
@@ -33,9 +34,11 @@ class EpochLogger(pl.Callback):
     """
 
     def __init__(
-        self, client: MlflowClient | None, run_id: str | None, logged_through: int = -1, flush_every_s: float = 1.0
-    ):
+        self, client: MlflowClient | None, run_id: str | None, logged_through: int = -1, flush_every_s: float = 1.0,
+        epoch_offset: int = 0,
+    ):  # fmt: skip
         self.client, self.run_id = client, run_id
+        self.epoch_offset = epoch_offset  # MLflow step of this fit's epoch 0 (a converged budget's later schedule)
         self.logged_through = logged_through  # a resumed run already holds these epochs: do not log them twice
         self.flush_every_s = flush_every_s
         self.history: list[dict[str, float]] = []
@@ -84,9 +87,10 @@ class EpochLogger(pl.Callback):
             row["train/lr"] = max(g["lr"] for g in optimizer.param_groups)
         row["epoch"] = float(epoch)
         self.history.append(row)
-        if self.client is not None and self.run_id is not None and epoch > self.logged_through:
+        step = self.epoch_offset + epoch
+        if self.client is not None and self.run_id is not None and step > self.logged_through:
             now = int(time.time() * 1000)
-            self._pending += [Metric(k, v, now, epoch) for k, v in row.items() if k != "epoch"]
+            self._pending += [Metric(k, v, now, step) for k, v in row.items() if k != "epoch"]
             if time.perf_counter() - self._last_flush >= self.flush_every_s:
                 self.flush()
 

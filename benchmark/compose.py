@@ -263,7 +263,7 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         },
         "seed": cfg.seed,
         "label_budget": cfg.label_budget,
-        "budget": raw(cfg.budget),
+        "budget": identity.budget(raw(cfg.budget)),
         "selection": cfg.selection,
         "trainer": identity.numerics(trainer),
         **augment,

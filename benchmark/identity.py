@@ -44,6 +44,24 @@ LATER_NUMERICS = {"fused_optimizer": False}
 entry out of the key, so those runs keep their keys and are reused (``trainer.fused_optimizer=false`` reproduces
 them); any other value makes a new key."""
 
+LATER_BUDGET = {"mode": "fixed", "steps": 0}
+"""``budget`` entries added after run keys existed, with the value every earlier run had: left out of the key at that
+value, so earlier runs keep their keys (``budget.mode=fixed`` is the budget they all trained under)."""
+
+CONVERGED_ONLY = ("cap_steps", "patience", "min_delta")
+"""``budget`` entries that only the converged rule reads: a fixed-mode key leaves them out (they change nothing)."""
+
+
+def budget(node: dict[str, Any]) -> dict[str, Any]:
+    """The budget a run key holds: a later entry at its earlier value left out (``LATER_BUDGET``), and the converged
+    rule's settings only when ``mode`` is ``converged``."""
+    converged = node.get("mode", "fixed") == "converged"
+    return {
+        k: v for k, v in node.items()
+        if not (k in LATER_BUDGET and v == LATER_BUDGET[k]) and (converged or k not in CONVERGED_ONLY)
+    }  # fmt: skip
+
+
 UNIDENTIFYING = ("version", "seed", "label_budget", "source.id", "target.id", "strategy.id")
 """Identity entries a variant never shows: the key version, the seed (the cell's replicate axis) and the cell's
 own tags (source, target, strategy, label budget)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,15 +19,18 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark import metrics
 from benchmark.compose import (
+    build_budget,
     build_job,
     build_lineage,
     build_strategy,
     build_trainer,
+    build_tuning_for,
     build_weights,
     preprocessing_warnings,
     raw,
 )
 from benchmark.devices import gpu_problems
+from benchmark.identity import CONVERGED_ONLY
 from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
@@ -149,12 +153,49 @@ def job_problems(cfg: DictConfig, choices: dict[str, str], overrides: Sequence[s
 
 
 def job_warnings(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
-    """What deserves a look but stops nothing: preprocessing that differs from the model's data config. A source
-    that cannot be built is a problem already (``job_problems``), so it gives no warning here."""
+    """What deserves a look but stops nothing: preprocessing that differs from the model's data config, a searched
+    budget value that cannot change the job's recipe. A job that cannot be built is a problem already
+    (``job_problems``), so it gives no warning here."""
     try:
-        return preprocessing_warnings(choices["source"], cfg.source)
+        return preprocessing_warnings(choices["source"], cfg.source) + search_warnings(cfg, choices)
     except Exception:  # reported by job_problems
         return []
+
+
+def search_warnings(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
+    """Searched ``budget.*`` values of a tuning study that give this cell one and the same recipe: the training
+    length (``epochs``, ``min_steps``, ``steps``) when every value of the dimension plans the same optimiser steps
+    for the cell's training set (``epochs`` at 5 labels per class: ``min_steps`` decides), and the converged rule's
+    settings under ``budget.mode=fixed``. Each names the cell and what to search instead."""
+    tuning = build_tuning_for(cfg, choices["strategy"], cfg.strategy)
+    if not tuning.active:
+        return []
+    budget = build_budget(cfg.budget)
+    label_budget = None if cfg.label_budget is None else int(cfg.label_budget)
+    splits = load_splits(choices["target"], instantiate(cfg.target), raw(cfg.target))
+    counts = np.bincount(splits.train.labels, minlength=splits.num_classes)
+    n_train = int(counts.sum() if label_budget is None else np.minimum(counts, label_budget).sum())
+    cell = f"cell {choices['target']}/{choices['strategy']}/{label_budget or 'all'} labels per class"
+    out = []
+    for dim in tuning.space:
+        if not dim.name.startswith("budget.") or dim.key not in LENGTH + CONVERGED_ONLY:
+            continue
+        if dim.key in CONVERGED_ONLY and not budget.converges:
+            out.append(f"tuning.space {dim.name} cannot change {cell}: budget.mode=fixed never reads it (search "
+                       "budget.steps, or set budget.mode=converged)")  # fmt: skip
+            continue
+        if dim.key not in LENGTH:
+            continue
+        values = dim.choices if dim.choices is not None else (dim.low, dim.high)
+        plans = {replace(budget, **{dim.key: type(getattr(budget, dim.key))(v)}).plan(n_train)[1] for v in values}
+        if len(plans) == 1:
+            out.append(f"tuning.space {dim.name} {list(values)} cannot change {cell}: every value trains "
+                       f"{plans.pop()} steps on its {n_train} examples (search budget.steps instead)")  # fmt: skip
+    return out
+
+
+LENGTH = ("epochs", "min_steps", "steps")
+"""The budget fields that set the training length (``Budget.plan``)."""
 
 
 def preflight(config: DictConfig, warnings: list[str] | None = None) -> list[str]:

@@ -9,26 +9,32 @@ methods decide.
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmark import identity, lineage
+from benchmark import convergence, identity, lineage
+from benchmark import probe_solver as probe_solver_module
 from benchmark.callbacks import RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled, validation_subset
-from benchmark.features import cached_split_features
+from benchmark.features import cached_split_features, extract
 from benchmark.models import build_model
+from benchmark.probe_solver import ProbeSolver
 from benchmark.search_space import CRITERIA
 from benchmark.spec import Context, JobSpec
 from benchmark.splits import load_splits
 from benchmark.strategies.base import Pretraining, TransferStrategy
 from benchmark.strategies.evaluation import EvaluationProtocol
 from benchmark.tracking import log_metrics
-from benchmark.train import fit_and_test
+from benchmark.train import SELECTED_VAL, fit_and_test, test_scores
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +46,7 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
     t_start = time.perf_counter()
     strategy = job.strategy
     splits = load_splits(job.target_id, job.target, job.target_config)
-    subset = label_subset(splits.train.labels, job.label_budget, job.seed, job.target_id)
+    subset = label_subset(splits.train.labels, job.label_budget, job.data_seed, job.target_id)
     prep = job.source.preprocessing
     val_indices = None
     if job.trial is not None and job.selection_criterion == CRITERIA["source"]:
@@ -50,7 +56,7 @@ def train(job: JobSpec, ctx: Context, run_id: str, checkpoint: Path | None = Non
         ctx.client.log_dict(run_id, {"val": "source validation split", "examples": len(val)}, "data/val_indices.json")
     else:
         if job.validation != "full":  # selection and the objective see no more labels per class than training
-            val_indices = validation_subset(splits.val.labels, job.validation, job.label_budget, job.seed,
+            val_indices = validation_subset(splits.val.labels, job.validation, job.label_budget, job.data_seed,
                                             job.target_id)  # fmt: skip
             ctx.client.log_dict(run_id, {"val_indices": val_indices.tolist()}, "data/val_indices.json")
         val = prep.apply(splits.val if val_indices is None else splits.val.subset(val_indices))
@@ -141,53 +147,174 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
          extra, t_start, watch=None, val_indices=None):  # fmt: skip
     prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
-    if job.augment.active and job.strategy.frozen_backbone and job.trainer.feature_cache:
+    solver = probe_solver(job.strategy)
+    if job.augment.active and job.strategy.frozen_backbone and (job.trainer.feature_cache or solver is not None):
+        if solver is not None:
+            raise ValueError(
+                f"augment={job.augment.policy} with strategy {job.strategy_id!r}: a solved probe fits one view of "
+                "each image; use augment=none, or strategy.probe.head=sgd to train the head on augmented views"
+            )
         # cached features are one view per image: augmented views need the frozen backbone run on every batch
         log.info("augment=%s: frozen features are not cached (each batch is a new view)", job.augment.policy)
-    cached = (job.strategy.frozen_backbone and has_learned_backbone(job) and job.trainer.feature_cache
-              and not job.augment.active)  # fmt: skip
-    if cached:
-        # the backbone is frozen and in eval mode: run it once per example and train the head on its features
-        key = features_key(job, weights_file, weights_id)
-        full_val = val if val_indices is None else prep.apply(splits.val)  # the cache's key names the whole split
-        # the cache's key names every split: a trial's cache holds test features too, but it reads no test label
-        images = test if test is not None else prep.apply(splits.test)
-        feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), full_val, images)
-        labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val")}
-        train = TensorDataset(feats.train[torch.from_numpy(subset)], labels["train"][torch.from_numpy(subset)])
-        # the cache holds the whole validation split (its key knows no subset): the budget's subset is taken here
-        vsel = slice(None) if val_indices is None else torch.from_numpy(val_indices)
-        val = TensorDataset(feats.val[vsel], labels["val"][vsel])
-        test = TensorDataset(feats.test, torch.from_numpy(splits.test.labels)) if test is not None else None
+    feats = None
+    if solver is not None or (job.strategy.frozen_backbone and has_learned_backbone(job) and job.trainer.feature_cache
+                              and not job.augment.active):  # fmt: skip
+        feats = frozen_features(job, ctx, model, splits, val_indices, weights_file, weights_id, test is not None)
+        extra.update({"time/feature_extract_s": feats.seconds, "features/cached": float(feats.cached)})
+    if solver is not None:
+        probe = solve_head(job, ctx, run_id, model, feats, subset)
+        extra.update(probe)
+        if job.strategy.frozen_backbone:  # the probe is the whole training: score it and stop
+            setup_s = time.perf_counter() - t_start
+            # a solver that did not converge leaves the probe short of what the table claims: budget-limited
+            solved = {"time/fit_s": probe["time/probe_solve_s"], "train/total_steps": 0.0, "budget/steps": 0.0,
+                      "budget/capped": 1.0 - probe["probe/converged"]}  # fmt: skip
+            metrics = probe_scores(job, model, feats, test is not None)
+            return {**metrics, **solved, "time/setup_s": setup_s}, len(subset)
+    if feats is not None and job.strategy.frozen_backbone:
+        # the backbone is frozen and in eval mode: train the head on its features, computed once per example
+        train, val, test = feats.datasets(subset, test is not None)
         fit_model, fit_strategy = model.get_classifier(), TransferStrategy()
-        extra.update({"time/feature_extract_s": feats.seconds, "features/cached": 1.0})
     elif source_train is not None:
         train = prep.apply(unlabelled(splits.train))
     else:
         train = prep.apply(splits.train.subset(subset))
-    if not cached:  # the training split only: never val/test, never cached features
+    if feats is None or not job.strategy.frozen_backbone:  # the training split only: never val/test or features
         train = job.augment.wrap(train, prep, job.seed, job.meta.seed_salt)
     setup_s = time.perf_counter() - t_start
+    fit = partial(fit_and_test, fit_model, fit_strategy, train, val, num_classes=splits.num_classes,
+                  trainer=job.trainer, seed=job.seed, selection=job.selection, client=ctx.client, run_id=run_id,
+                  order_salt=job.meta.seed_salt, source_train=source_train,
+                  callbacks=[watch] if watch is not None else None)  # fmt: skip
+    if not job.budget.converges:
+        result = fit(test=test, budget=job.budget, checkpoint=checkpoint)
+        steps = {"budget/steps": float(result.total_steps), "budget/capped": 0.0}
+        return {**result.metrics, **steps, "time/setup_s": setup_s}, len(train)
+    return {**converged_fit(job, ctx, run_id, fit, fit_model, len(train), splits.num_classes, test, checkpoint),
+            "time/setup_s": setup_s}, len(train)  # fmt: skip
 
-    result = fit_and_test(
-        fit_model,
-        fit_strategy,
-        train,
-        val,
-        test,
-        splits.num_classes,
-        job.budget,
-        job.trainer,
-        job.seed,
-        job.selection,
-        ctx.client,
-        run_id,
-        order_salt=job.meta.seed_salt,
-        checkpoint=checkpoint,
-        source_train=source_train,
-        callbacks=[watch] if watch is not None else None,
-    )
-    return {**result.metrics, "time/setup_s": setup_s}, len(train)
+
+def converged_fit(job, ctx, run_id, fit, model, n_train, num_classes, test, checkpoint) -> dict[str, float]:
+    """``budget.mode=converged``: complete schedules of doubling length from the same initial weights until the
+    rule of ``benchmark.convergence`` stops; the attempt with the best validation accuracy is tested. Each attempt's
+    epochs are logged after the previous one's; its resumable checkpoint is its own file (``<name>.steps<N>``)."""
+    initial = copy.deepcopy(model.state_dict())
+    kept: dict[str, object] = {"best": -math.inf}
+    epochs_before, fit_s = 0, 0.0
+
+    def attempt(steps: int) -> tuple[int, float]:
+        nonlocal epochs_before, fit_s
+        model.load_state_dict(initial)
+        ckpt = None if checkpoint is None else Path(checkpoint).with_suffix(f".steps{steps}.ckpt")
+        result = fit(test=None, budget=job.budget.with_steps(steps), checkpoint=ckpt, epoch_offset=epochs_before)
+        epochs_before += result.epochs
+        fit_s += result.metrics.get("time/fit_s", 0.0)
+        val = result.metrics.get(SELECTED_VAL, math.nan)
+        log_metrics(ctx.client, run_id, {"budget/val": val}, step=result.total_steps)
+        if val > kept["best"]:  # the shorter attempt keeps a tie (convergence.converge reports it)
+            kept.update(best=val, state=copy.deepcopy(model.state_dict()), metrics=result.metrics)
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
+        return result.total_steps, val
+
+    b = job.budget
+    outcome = convergence.converge(b.plan(n_train)[1], b.cap_steps, b.patience, b.min_delta, attempt)
+    if "state" in kept:
+        model.load_state_dict(kept["state"])
+    rule = {"cap_steps": b.cap_steps, "patience": b.patience, "min_delta": b.min_delta}
+    ctx.client.log_dict(run_id, {"rule": rule, "attempts": outcome.trace(), "capped": outcome.capped},
+                        "budget/trace.json")  # fmt: skip
+    metrics = {**kept.get("metrics", {}), **outcome.metrics(), "time/fit_s": fit_s}
+    if test is not None:
+        metrics.update(test_scores(model, num_classes, test, job.trainer, job.seed))
+    return metrics
+
+
+def probe_solver(strategy) -> ProbeSolver | None:
+    """The strategy's solved probe (its ``probe`` settings with ``head: solved``), else None."""
+    solver = getattr(strategy, "probe", None)
+    return solver if isinstance(solver, ProbeSolver) and solver.solved else None
+
+
+def frozen_features(job, ctx, model, splits, val_indices, weights_file, weights_id, with_test: bool) -> Frozen:
+    """The model's frozen features of every split (its backbone in eval mode): from the content-addressed cache when
+    the backbone carries learned weights and ``trainer.feature_cache`` is on, else computed now in memory (a random
+    initialisation is the run's own: ``linear_probe_random``)."""
+    prep = job.source.preprocessing
+    full_val = prep.apply(splits.val)  # the cache's key names the whole split: the budget's subset is taken after
+    # the cache's key names every split: a trial's cache holds test features too, but it reads no test label
+    images = prep.apply(splits.test)
+    if has_learned_backbone(job) and job.trainer.feature_cache:
+        key = features_key(job, weights_file, weights_id)
+        feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), full_val, images)
+        seconds, cached = feats.seconds, True
+        train_x, val_x, test_x = feats.train, feats.val, feats.test
+    else:
+        t0 = time.perf_counter()
+        train_x, _ = extract(model, prep.apply(splits.train))
+        val_x, _ = extract(model, full_val)
+        test_x = extract(model, images)[0] if with_test else None
+        seconds, cached = time.perf_counter() - t0, False
+    vsel = slice(None) if val_indices is None else torch.from_numpy(val_indices)
+    labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
+    return Frozen(train_x, labels["train"], val_x[vsel], labels["val"][vsel], test_x, labels["test"], seconds, cached)
+
+
+def solve_head(job, ctx, run_id, model, feats: Frozen, subset) -> dict[str, float]:
+    """Solve the probe on the subset's features (``benchmark.probe_solver``), on the job's device, and put the
+    solution into the model's classifier; log the regularisation path (``probe/trace.json``, ``probe/path_val_acc``
+    per strength). Returns the probe's metrics."""
+    head = model.get_classifier()
+    if not isinstance(head, torch.nn.Linear):
+        raise ValueError(f"a solved probe needs a linear classifier; {job.source.arch} has {type(head).__name__}")
+    idx = torch.from_numpy(subset)
+    device = "cuda" if job.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    t0 = time.perf_counter()
+    result = probe_solver_module.solve(feats.train[idx], feats.train_y[idx], feats.val, feats.val_y,
+                                       head.out_features, job.strategy.probe, device)  # fmt: skip
+    solve_s = time.perf_counter() - t0
+    with torch.no_grad():
+        head.weight.copy_(result.chosen.weight.to(head.weight))
+        head.bias.copy_(result.chosen.bias.to(head.bias))
+    trace = result.trace()
+    ctx.client.log_dict(run_id, {"strengths": trace, "chosen_C": result.chosen.C}, "probe/trace.json")
+    for i, row in enumerate(trace):  # the path, strength i at step i (``probe/val_acc`` is the chosen one's)
+        log_metrics(ctx.client, run_id, {"probe/path_val_acc": row["val_acc"]}, step=i)
+    return {**result.metrics(), "probe/val_acc": result.chosen.val_acc, "time/probe_solve_s": solve_s}
+
+
+def probe_scores(job, model, feats: Frozen, with_test: bool) -> dict[str, float]:
+    """A solved probe's run metrics: its validation and test scores (the classifier on the frozen features), no
+    optimiser step, and ``budget/capped`` when the solver did not converge."""
+    head = model.get_classifier()
+    val = test_scores(head, head.out_features, TensorDataset(feats.val, feats.val_y), job.trainer, job.seed)
+    metrics = {f"val/{k.removeprefix('test/')}": v for k, v in val.items() if k.startswith("test/")}
+    metrics[SELECTED_VAL] = metrics["val/acc"]
+    if with_test:
+        metrics.update(test_scores(head, head.out_features, TensorDataset(feats.test, feats.test_y), job.trainer,
+                                   job.seed))  # fmt: skip
+    return metrics
+
+
+@dataclass
+class Frozen:
+    """Frozen features of a target's splits with their labels (validation already cut to the examples the run may
+    see); ``test`` is None for a run that never scores the test split and had nothing cached."""
+
+    train: torch.Tensor
+    train_y: torch.Tensor
+    val: torch.Tensor
+    val_y: torch.Tensor
+    test: torch.Tensor | None
+    test_y: torch.Tensor
+    seconds: float
+    cached: bool
+
+    def datasets(self, subset, with_test: bool) -> tuple[TensorDataset, TensorDataset, TensorDataset | None]:
+        """The training subset's, the validation examples' and (``with_test``) the test split's features."""
+        idx = torch.from_numpy(subset)
+        test = TensorDataset(self.test, self.test_y) if with_test else None
+        return TensorDataset(self.train[idx], self.train_y[idx]), TensorDataset(self.val, self.val_y), test
 
 
 def adapts(strategy: TransferStrategy | EvaluationProtocol) -> bool:

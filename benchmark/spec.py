@@ -105,6 +105,14 @@ class JobSpec:
         return self.tuning.criterion(getattr(self.strategy, "data", "labelled"))
 
     @property
+    def data_seed(self) -> int:
+        """The seed of the label subset and of the validation examples: the run seed, except for a trial, which
+        draws them from the study's ``tuning.trial_seed``: every trial of a study sees the same labelled and
+        validation examples and varies only initialisation and data order (its run seed), so a study compares its
+        values, not label subsets."""
+        return self.tuning.trial_seed if self.trial is not None else self.seed
+
+    @property
     def is_baseline(self) -> bool:
         return self.meta.is_baseline
 

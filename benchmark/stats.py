@@ -23,7 +23,10 @@ separately the equivalence p-values (family-wise error ≤ α for each). Verdict
 * ``negative`` — Holm-adjusted ``p_direction`` < α and ``m < 0``: worse by more than the margin;
 * ``equivalent`` — Holm-adjusted ``p_equivalence`` < α: no practical difference (within ±margin);
 * ``inconclusive`` — none of these: too few seeds or too much noise to say;
-* ``insufficient seeds`` — fewer than 2 paired seeds (no variance, no test).
+* ``insufficient seeds`` — fewer than 2 paired seeds (no variance, no test);
+* ``budget-limited`` — a run of either side reached its budget's cap still improving (``budget.mode=converged``)
+  or its probe's solver did not converge: the delta measures the budget, not the transfer, so the cell gets no
+  verdict unless ``verdict.at_cap=true`` asks for the statistics' verdict at the cap.
 
 The interval printed with a verdict is the one the verdict uses: the two-sided t-interval at the level Holm
 effectively tested the cell at, ``α_adj = α · p / p_adjusted`` (``adjusted_interval``). Positive ⇔ it lies above
@@ -45,10 +48,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import special, stats
 
-POSITIVE, NEGATIVE, EQUIVALENT, INCONCLUSIVE, INSUFFICIENT = (
-    "positive", "negative", "equivalent", "inconclusive", "insufficient seeds",
+POSITIVE, NEGATIVE, EQUIVALENT, INCONCLUSIVE, INSUFFICIENT, BUDGET_LIMITED = (
+    "positive", "negative", "equivalent", "inconclusive", "insufficient seeds", "budget-limited",
 )  # fmt: skip
-VERDICTS = (POSITIVE, NEGATIVE, EQUIVALENT, INCONCLUSIVE, INSUFFICIENT)
+VERDICTS = (POSITIVE, NEGATIVE, EQUIVALENT, INCONCLUSIVE, INSUFFICIENT, BUDGET_LIMITED)
+"""``budget-limited`` is not a test's outcome: ``benchmark.report.cells.summarize`` gives it to a cell where a run of
+either side stopped at its budget's cap (``budget/capped``) instead of the verdict the statistics reached."""
 MIN_WILCOXON = 6
 MIN_BOOTSTRAP = 10
 """Below 10 seeds the percentile bootstrap of a mean under-covers badly (measured: 83.5% for 95% at n = 5)."""

@@ -48,6 +48,7 @@ class SweepState:
     metric: str = "test/acc"
     alpha: float = 0.05
     margin: float = 0.0
+    at_cap: bool = False  # verdict.at_cap: budget-limited cells keep the statistics' verdict
     finalized: bool = False
     design: dict | None = None  # adaptive seeds: the ``benchmark.sequential.SequentialDesign`` the verdicts follow
     jobs: int = 0  # the sweep's job count (``benchmark.preflight.sweep_overrides``); 0 when unknown (adaptive)
@@ -78,6 +79,7 @@ def start(
     margin: float,
     design: dict | None = None,
     jobs: int | None = 0,
+    at_cap: bool = False,
 ) -> SweepState:
     """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs.
 
@@ -93,7 +95,7 @@ def start(
     tags = {"role": "sweep", "sweep_id": sweep_id, "git_sha": git_sha, "sweep_overrides": " ".join(overrides)}
     parent = tracking.create_run(client, exp_id, f"sweep__{experiment}__{sweep_id}", tags)
     state = SweepState(tracking_uri, experiment, exp_id, parent, sweep_id, str(Path(sweep_dir).resolve()), metric,
-                       alpha, margin, design=design, jobs=int(jobs or 0), started=time.time())  # fmt: skip
+                       alpha, margin, at_cap, design=design, jobs=int(jobs or 0), started=time.time())  # fmt: skip
     state.save()
     os.environ[STATE_ENV] = str(state.path)
     global ACTIVE
@@ -173,7 +175,8 @@ CELL_METRICS = {
     "delta": "delta", "ci_low": "adj_low", "ci_high": "adj_high", "ci_unadjusted_low": "ci_low",
     "ci_unadjusted_high": "ci_high", "p": "p", "p_holm": "p_holm", "p_equivalence_holm": "p_equivalence_holm",
     "n": "n", "unpaired": "unpaired", "failed": "failed", "diverged": "diverged", "transfer_mean": "transfer_mean",
-    "baseline_mean": "scratch_mean",
+    "baseline_mean": "scratch_mean", "transfer_steps": "transfer_steps", "baseline_steps": "scratch_steps",
+    "budget_limited": "budget_limited",
 }  # fmt: skip
 """Metric of a cell run -> column of ``benchmark.report.summarize`` (``ci_*``: the interval the verdict used)."""
 
@@ -281,7 +284,8 @@ def finalize(state: SweepState, echo: bool = True, killed: bool = False) -> str 
     )
     with tempfile.TemporaryDirectory() as tmp:
         report = build_report(runs, Path(tmp), client, fresh.metric, fresh.alpha, fresh.margin,
-                              title=f"Sweep {fresh.sweep_id} ({fresh.experiment})", design=fresh.design)  # fmt: skip
+                              title=f"Sweep {fresh.sweep_id} ({fresh.experiment})", design=fresh.design,
+                              at_cap=fresh.at_cap)  # fmt: skip
         client.log_artifacts(run, tmp, "report")
     for cells, comparison, what in ((report.cells, "baseline", "transfer versus baseline"),
                                     (report.reference_cells, "reference", "adaptation versus reference")):  # fmt: skip

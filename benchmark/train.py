@@ -8,7 +8,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -34,25 +34,61 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 @dataclass(frozen=True)
 class Budget:
-    """The training budget, identical for a transfer run and its from-scratch baseline.
+    """The training budget of a transfer run and of its from-scratch baseline (README "How a verdict is decided").
 
-    ``epochs`` passes over the labelled subset, raised when needed so that at least ``min_steps`` optimiser steps
-    run: with 1 label per class an epoch is a single step, and a budget in epochs alone would leave the scratch
-    baseline untrained and flatter every transfer.
+    ``mode`` says what "the same budget" means:
+
+    * ``fixed``: both sides train the same number of optimiser steps: ``steps`` when set (> 0), else ``epochs``
+      passes over the labelled subset, raised when needed so that at least ``min_steps`` steps run (with 1 label
+      per class an epoch is a single step, and a budget in epochs alone would leave the baseline untrained);
+    * ``converged``: each side trains until its validation accuracy stops improving, by the doubling rule of
+      ``benchmark.convergence``: the fixed plan's steps first, then complete schedules of twice as many steps, from
+      the same initial weights, until ``patience`` doublings in a row improve the best validation accuracy by no
+      more than ``min_delta``, or the next schedule would pass ``cap_steps`` (the run is then ``capped``, and its
+      cell budget-limited).
     """
 
     epochs: int = 8
     min_steps: int = 100
     batch_size: int = 64
     optimization: Optimization = field(default_factory=Optimization)
+    mode: str = "fixed"
+    steps: int = 0  # > 0: exactly this many optimiser steps (the training length a tuning study can search)
+    cap_steps: int = 1600  # converged: the longest schedule the rule may try
+    patience: int = 1  # converged: doublings in a row without improvement before the rule stops
+    min_delta: float = 0.005  # converged: the smallest validation-accuracy gain that counts as an improvement
+
+    def __post_init__(self) -> None:
+        if self.mode not in BUDGET_MODES:
+            raise ValueError(f"budget.mode={self.mode!r}; choose one of: {', '.join(BUDGET_MODES)}")
+        for name in ("steps", "cap_steps", "patience", "min_delta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"budget.{name}={getattr(self, name)} must be >= 0")
+        if self.mode == "converged" and self.patience < 1:
+            raise ValueError(f"budget.patience={self.patience}: the converged rule needs patience >= 1")
+
+    @property
+    def converges(self) -> bool:
+        return self.mode == "converged"
 
     def plan(self, n_train: int) -> tuple[int, int]:
         """``(epochs, total_steps)`` for a training set of ``n_train`` examples."""
         if n_train < 1:
             raise ValueError("the training subset is empty")
         steps_per_epoch = math.ceil(n_train / self.batch_size)
-        epochs = max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+        if self.steps > 0:
+            epochs = math.ceil(self.steps / steps_per_epoch)
+        else:
+            epochs = max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
         return epochs, epochs * steps_per_epoch
+
+    def with_steps(self, steps: int) -> Budget:
+        """This budget training ``steps`` optimiser steps (rounded up to whole epochs), in fixed mode."""
+        return replace(self, mode="fixed", steps=steps)
+
+
+BUDGET_MODES = ("fixed", "converged")
+"""``budget.mode`` choices (``Budget``); both are part of the run key (``benchmark.identity.budget``)."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +181,7 @@ def fit_and_test(
     order_salt: str = "",
     checkpoint: Path | None = None,
     source_train: Dataset | None = None,
+    epoch_offset: int = 0,
 ) -> FitResult:
     """Train ``model`` with ``strategy`` under ``budget``; evaluate on ``test`` with the selected weights.
 
@@ -153,7 +190,8 @@ def fit_and_test(
     fit resumes from it (model, optimizer, epoch, selection state and elapsed time).
     With ``source_train`` (domain adaptation), ``train`` holds the target's unlabelled images and every batch is
     ``{"source": (x, y), "target": (x, -1)}``: one pass over ``train`` per epoch, a source batch of the same size
-    drawn alongside (``EpochDraw``).
+    drawn alongside (``EpochDraw``). ``epoch_offset``: the MLflow step of epoch 0 (the epochs of earlier schedules of
+    a converged budget come first).
     """
     epochs, total_steps = budget.plan(len(train))
     # everything random from here on (a strategy's extra modules, dropout) depends only on the seed, never on what
@@ -169,7 +207,7 @@ def fit_and_test(
     logged_through = -1
     if checkpoint is not None and Path(checkpoint).is_file() and client is not None and run_id is not None:
         logged_through = max((m.step for m in client.get_metric_history(run_id, "train/loss")), default=-1)
-    logger_cb = EpochLogger(client, run_id, logged_through)
+    logger_cb = EpochLogger(client, run_id, logged_through, epoch_offset=epoch_offset)
     select_cb = ModelSelection(selection)
     # tiny label budgets mean many short epochs: validate about 12 times per run, always on the last epoch
     val_every = max(d for d in range(1, max(1, epochs // 12) + 1) if epochs % d == 0)
@@ -234,6 +272,23 @@ def fit_and_test(
     metrics.update(selected_val(select_cb, logger_cb.history))
     metrics["time/epoch_logging_s"] = logger_cb.logging_s
     return FitResult(metrics, logger_cb.history, select_cb.selected_epoch, epochs, total_steps)
+
+
+def test_scores(model: nn.Module, num_classes: int, test: Dataset, trainer: TrainerSettings, seed: int) -> dict:
+    """The ``test/*`` scores of ``model`` as it is (its weights already selected), scored as ``fit_and_test`` scores
+    its test split: a plain loop on in-memory tensors with plain numerics, else Lightning's test loop."""
+    module = TransferModule(model, TransferStrategy(), num_classes, Optimization(), 1, 1, False)
+    t0 = time.perf_counter()
+    with phases.phase("test"):
+        if plain_numerics(trainer) and isinstance(test, TensorDataset):
+            scores = _evaluate(module, test, module.test_metrics)
+        else:
+            pl_trainer = pl.Trainer(accelerator=trainer.accelerator, devices=trainer.devices,
+                                    precision=trainer.precision, logger=False, enable_checkpointing=False,
+                                    enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+            pl_trainer.test(module, make_loader(test, 512, False, seed, trainer.num_workers), verbose=False)
+            scores = module.test_scores
+    return {**scores, "time/test_s": time.perf_counter() - t0}
 
 
 SELECTED_VAL = "val/selected_acc"

@@ -27,6 +27,7 @@ from hydra.utils import instantiate
 
 from benchmark import tracking
 from benchmark.data import seed_hash
+from benchmark.search_space import Dimension
 from benchmark.spec import Context, JobOutcome, JobSpec
 from benchmark.train import SELECTED_VAL
 from benchmark.util import file_lock, stable_hash
@@ -44,6 +45,7 @@ class Choice:
     seconds: float
     trained: int = 0  # trials trained now (the others were reused)
     objectives: list[float | None] = field(default_factory=list)  # per trial; None for a failed one
+    edges: list[str] = field(default_factory=list)  # chosen values at the edge of their dimension (at_edge)
 
     def metrics(self) -> dict[str, float]:
         return {"tuning/trials": float(self.trials), "tuning/seconds": self.seconds,
@@ -91,7 +93,21 @@ def tune(job: JobSpec, ctx: Context, ensure: Callable[[JobSpec, Context], JobOut
     best, neg_i = max(scored)  # ties: the earliest trial
     log.info("study %s: trial %d of %d chosen (%s=%.4f): %s", key, -neg_i, settings.trials, SELECTED_VAL, best,
              done[-neg_i][0])  # fmt: skip
-    return Choice(done[-neg_i][0], best, settings.trials, seconds, trained, [obj for _, obj in done])
+    values = done[-neg_i][0]
+    edges = [f"{d.name}={values[d.name]}" for d in settings.space if d.name in values and at_edge(d, values[d.name])]
+    return Choice(values, best, settings.trials, seconds, trained, [obj for _, obj in done], edges)
+
+
+def at_edge(dim: Dimension, value: Any) -> bool:
+    """Whether a chosen value lies at the edge of its dimension: the smallest or largest of numeric choices, or
+    within the outer 5% of an interval (on its log scale when it is searched on one). A study whose best value is
+    at the edge may have a better one outside its space (the report flags it)."""
+    if dim.choices is not None:
+        numbers = [c for c in dim.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        return len(numbers) == len(dim.choices) > 1 and value in (min(numbers), max(numbers))
+    scale = math.log if dim.log else float
+    low, high, x = scale(dim.low), scale(dim.high), scale(float(value))
+    return high > low and not 0.05 < (x - low) / (high - low) < 0.95
 
 
 def sampler(name: str, seed: int, i: int) -> Any:
@@ -125,7 +141,8 @@ def trial_job(job: JobSpec, i: int, values: dict[str, Any]) -> JobSpec:
     (``validation=budget`` on the target, or the source's validation split: ``JobSpec.selection_criterion``), no
     baseline, no reference, no scores."""
     out = with_values(job, values)
-    key = stable_hash({"tuning_key": job.cell_key, "trial": i, "values": values})
+    # "data": the study's one label subset (``JobSpec.data_seed``), not trial i's own as before it existed
+    key = stable_hash({"tuning_key": job.cell_key, "trial": i, "values": values, "data": "study"})
     params = {**out.params, "seed": str(job.tuning.trial_seed + i), "validation": "budget",
               "tuning_select": job.selection_criterion}  # fmt: skip
     params.update({f"trial.{k}": str(v) for k, v in values.items()})
@@ -139,6 +156,8 @@ def tuned_job(job: JobSpec, choice: Choice) -> JobSpec:
     out = with_values(job, choice.values)
     params = {**out.params, "tuning_select": job.selection_criterion,
               **{f"tuned.{k}": str(v) for k, v in choice.values.items()}}  # fmt: skip
+    if choice.edges:
+        params["tuning_edge"] = "; ".join(choice.edges)
     return replace(out, tuning_key=job.cell_key, params=params)
 
 

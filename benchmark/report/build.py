@@ -52,6 +52,7 @@ def build_report(
     title: str = "Transfer versus scratch",
     n_boot: int = 10_000,
     design: dict | None = None,
+    at_cap: bool = False,
 ) -> Report:
     """Tables (Markdown, CSV, LaTeX), figures (PNG) and efficiency numbers for ``runs`` into ``out``.
 
@@ -60,7 +61,7 @@ def build_report(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = summarize(runs, metric, alpha, margin, n_boot, design=design)
+    cells = summarize(runs, metric, alpha, margin, n_boot, design=design, at_cap=at_cap)
     if "status" in runs:
         runs = runs[runs["status"] == "FINISHED"]
     rows = table_rows(cells, metric)
@@ -68,7 +69,7 @@ def build_report(
     md = markdown_table(rows)
     (out / "verdicts.md").write_text(md + "\n")
     pd.DataFrame(rows, columns=list(rows[0]) if rows else TABLE_COLUMNS).to_csv(out / "verdicts.csv", index=False)
-    ref_cells = summarize(runs, metric, alpha, margin, n_boot, against="reference")
+    ref_cells = summarize(runs, metric, alpha, margin, n_boot, against="reference", at_cap=at_cap)
     ref_md = None
     if not ref_cells.empty:
         reference = str(runs["tags.reference_strategy"].dropna().iloc[0])

@@ -18,7 +18,7 @@ import pandas as pd
 
 from benchmark import metrics as metric_schema
 from benchmark import sequential
-from benchmark.stats import INCONCLUSIVE, adjust, paired_summary
+from benchmark.stats import BUDGET_LIMITED, INCONCLUSIVE, adjust, paired_summary
 
 CELL = ["source", "target", "strategy", "label_budget"]
 INCOMPLETE = "incomplete"
@@ -58,6 +58,7 @@ def summarize(
     n_boot: int = 10_000,
     against: str = "baseline",
     design: dict | None = None,
+    at_cap: bool = False,
 ) -> pd.DataFrame:
     """One row per cell with paired statistics, Holm-adjusted p-values and verdicts (see ``benchmark.stats``).
 
@@ -86,6 +87,12 @@ def summarize(
     ``design`` (an adaptive-seed sweep's ``benchmark.sequential.SequentialDesign`` as a dict): the verdicts against
     the baseline follow the group-sequential rule instead (``sequential_verdicts``): repeated p-values (Holm-adjusted)
     and repeated confidence intervals, valid although seeds were added only where the verdict was still open.
+
+    ``budget_limited``: a paired run of either side reached its budget's cap still improving, or its probe's solver
+    did not converge (the metric ``budget/capped``); such a cell's ``verdict`` is ``budget-limited`` unless
+    ``at_cap`` (then the statistics' verdict stands, and ``verdict_at_cap`` holds it either way).
+    ``transfer_steps``/``scratch_steps``: the mean optimiser steps each side reached (``budget/steps``; 0 for a
+    solved probe), ``transfer_fit_s``/``scratch_fit_s`` their mean training seconds (``time/fit_s``).
     """
     if runs.empty or "tags.role" not in runs:
         return pd.DataFrame()
@@ -119,7 +126,8 @@ def summarize(
         sign = metric_schema.sign(cell_metric)
         col = f"metrics.{cell_metric}"
         t_vals, b_vals, deltas, seeds = [], [], [], []
-        unpaired = 0
+        steps: dict[str, list[float]] = {"transfer": [], "scratch": [], "transfer_fit": [], "scratch_fit": []}
+        unpaired, capped = 0, False
         for _, run in ok.iterrows():
             value = run.get(col, math.nan)
             base = baselines.loc[run[pair_tag]] if run.get(pair_tag) in baselines.index else None
@@ -127,6 +135,10 @@ def summarize(
             if base is None or pd.isna(base.get(col, math.nan)) or pd.isna(value):
                 unpaired += 1
                 continue
+            for side, r in (("transfer", run), ("scratch", base)):
+                capped |= r.get("metrics.budget/capped", 0.0) == 1.0
+                steps[side].append(r.get("metrics.budget/steps", math.nan))
+                steps[f"{side}_fit"].append(r.get("metrics.time/fit_s", math.nan))
             b_vals.append(float(base[col]))
             deltas.append(sign * (float(value) - float(base[col])))
             seeds.append(int(run["tags.seed"]))
@@ -151,6 +163,11 @@ def summarize(
                 "transfer_se": _se(t_vals),
                 "scratch_mean": _mean(b_vals),
                 "scratch_se": _se(b_vals),
+                "budget_limited": bool(capped),
+                "transfer_steps": _mean(steps["transfer"]),
+                "scratch_steps": _mean(steps["scratch"]),
+                "transfer_fit_s": _mean(steps["transfer_fit"]),
+                "scratch_fit_s": _mean(steps["scratch_fit"]),
                 "seeds": seeds,
                 "deltas": deltas,
                 "run_ids": ok["run_id"].tolist(),
@@ -169,6 +186,10 @@ def summarize(
         )  # fmt: skip
     if design is not None and against == "baseline" and rows:
         sequential_verdicts(rows, design)
+    for row in rows:
+        row["verdict_at_cap"] = row["verdict"]
+        if row["budget_limited"] and not at_cap:
+            row["verdict"] = BUDGET_LIMITED
     df = pd.DataFrame(rows)
     if df.empty:
         return df

@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metric", default="test/acc")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--margin", type=float, default=0.01, help="practical margin in metric units")
+    parser.add_argument(
+        "--at-cap", action="store_true", help="budget-limited cells (a side stopped at its cap) keep their verdict"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     client = MlflowClient(args.tracking_uri or default_uri())
@@ -43,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     out = Path(args.out or Path("reports") / args.experiment)
     report = build_report(runs, out, client, args.metric, args.alpha, args.margin,
-                          title=f"{args.experiment}: transfer versus scratch")  # fmt: skip
+                          title=f"{args.experiment}: transfer versus scratch", at_cap=args.at_cap)  # fmt: skip
     print(report.markdown)
     print(f"wrote {len(report.files)} files to {out.resolve()}{os.sep}")
     for f in report.files:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from benchmark import metrics as metric_schema
 from benchmark.report.cells import INCOMPLETE, budget_order, by_variant
-from benchmark.stats import EQUIVALENT, INCONCLUSIVE, INSUFFICIENT, NEGATIVE, POSITIVE
+from benchmark.stats import BUDGET_LIMITED, EQUIVALENT, INCONCLUSIVE, INSUFFICIENT, NEGATIVE, POSITIVE
 
 
 def _plt():
@@ -35,6 +35,7 @@ VERDICT_COLOURS = {
     EQUIVALENT: "#4575b4",
     INCONCLUSIVE: "#7f7f7f",
     INSUFFICIENT: "#bbbbbb",
+    BUDGET_LIMITED: "#e08214",
 }
 
 
@@ -141,7 +142,7 @@ def learning_curves(
         for name, ids, colour in (("transfer", pairs["transfer"], "C0"), ("scratch", pairs["scratch"], "C1")):
             sub = curves[curves["run_id"].isin(ids)]
             wide = sub.pivot_table(index=["run_id", "step"], columns="key", values="value").reset_index()
-            if "val/acc" not in wide:
+            if "val/acc" not in wide or "time/elapsed_s" not in wide:  # a solved probe has no epochs
                 continue
             wide = wide.dropna(subset=["val/acc"])
             mean = wide.groupby("step")[["val/acc", "time/elapsed_s"]].mean()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from benchmark.report.cells import INCOMPLETE
-from benchmark.stats import EQUIVALENT, NEGATIVE, POSITIVE
+from benchmark.stats import BUDGET_LIMITED, EQUIVALENT, NEGATIVE, POSITIVE
 
 CI_COLUMN, P_COLUMN = "CI (Holm level)", "p (Holm)"
 TABLE_COLUMNS = [
@@ -21,6 +21,10 @@ def _pm(mean: float, se: float) -> str:
     return f"{mean:.3f}" if pd.isna(se) else f"{mean:.3f} ± {se:.3f}"
 
 
+def _steps(value: float) -> str:
+    return "—" if pd.isna(value) else f"{value:.0f}"
+
+
 def _p(value: float, zero_variance: bool) -> str:
     if zero_variance:
         return "n/a"
@@ -28,8 +32,12 @@ def _p(value: float, zero_variance: bool) -> str:
 
 
 def verdict_text(c) -> str:
-    """A cell's verdict as shown: marked ``incomplete`` when seeds failed or diverged."""
-    return f"{c.verdict} ({INCOMPLETE})" if c.incomplete else c.verdict
+    """A cell's verdict as shown: marked ``incomplete`` when seeds failed or diverged, and ``at cap`` when a side of
+    a cell shown with ``verdict.at_cap`` stopped at its cap."""
+    verdict = c.verdict
+    if c.get("budget_limited", False) and verdict != BUDGET_LIMITED:
+        verdict += " (at cap)"
+    return f"{verdict} ({INCOMPLETE})" if c.incomplete else verdict
 
 
 def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = "scratch") -> list[dict[str, str]]:
@@ -41,6 +49,8 @@ def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = 
     rows = []
     show_metric = "metric" in cells and (cells["metric"] != (metric or "test/acc")).any()
     show_variant = "variant" in cells and (cells["variant"] != "").any()
+    # steps reached per side, when the sides' steps differ somewhere (budget.mode=converged, a solved probe)
+    show_steps = "transfer_steps" in cells and (cells["transfer_steps"] != cells["scratch_steps"]).any()
     for _, c in cells.iterrows():
         ci = "—" if pd.isna(c.adj_low) else f"[{c.adj_low:+.3f}, {c.adj_high:+.3f}]"
         p = c.p_equivalence_holm if c.verdict == EQUIVALENT else c.p_holm
@@ -57,6 +67,7 @@ def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = 
                 "diverged": str(c.diverged),
                 "transfer": _pm(c.transfer_mean, c.transfer_se),
                 reference: _pm(c.scratch_mean, c.scratch_se),
+                **({"steps": f"{_steps(c.transfer_steps)} / {_steps(c.scratch_steps)}"} if show_steps else {}),
                 "delta": "—" if pd.isna(c.delta) else f"{c.delta:+.3f}",
                 CI_COLUMN: ci,
                 P_COLUMN: _p(p, c.zero_variance),

@@ -52,6 +52,7 @@ def tuning_table(cells: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
                 "selection": str(run.get("tags.tuning_select", "—")),
                 "chosen (transfer)": _chosen(run),
                 "chosen (baseline)": "—" if base is None else _chosen(base),
+                "at the space's edge": _edges(run, base),
                 "trials (transfer/baseline)": f"{_metric(run, 'tuning/trials', '{:.0f}')}/"
                 f"{_metric(base, 'tuning/trials', '{:.0f}')}",
                 "tuning s (transfer/baseline)": f"{_metric(run, 'tuning/seconds', '{:.0f}')}/"
@@ -66,6 +67,17 @@ def _chosen(run: pd.Series | None) -> str:
         return "—"
     values = {k.removeprefix("params.tuned."): v for k, v in run.items() if str(k).startswith("params.tuned.")}
     return ", ".join(f"{k.split('.', 1)[-1]}={_short(v)}" for k, v in sorted(values.items()) if not pd.isna(v)) or "—"
+
+
+def _edges(run: pd.Series, base: pd.Series | None) -> str:
+    """The chosen values that lie at the edge of the searched space (``params.tuning_edge``), per side: a better
+    value may lie outside the space."""
+    parts = []
+    for side, r in (("transfer", run), ("baseline", base)):
+        edge = None if r is None else r.get("params.tuning_edge")
+        if isinstance(edge, str) and edge:
+            parts.append(f"{side}: {edge}")
+    return "; ".join(parts) or "—"
 
 
 def _short(value: str) -> str:

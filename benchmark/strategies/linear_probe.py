@@ -1,8 +1,11 @@
 """Feature extraction: a new linear classifier on frozen pretrained features."""
 
+from typing import Any
+
 import torch
 from torch import nn
 
+from benchmark.probe_solver import ProbeSolver
 from benchmark.strategies.base import ParamGroups, TransferStrategy, head_and_backbone
 
 
@@ -12,9 +15,17 @@ class LinearProbe(TransferStrategy):
     The backbone stays in eval mode for the whole run, so BatchNorm statistics and dropout behave exactly as at
     feature-extraction time; only the classifier is in train mode. The harness therefore trains the classifier on
     features computed once per example (``frozen_backbone``; ``trainer.feature_cache=false`` turns that off).
+
+    ``probe``: how the classifier is fit (``benchmark.probe_solver.ProbeSolver``). ``head: solved`` (the default)
+    solves multinomial logistic regression on the features to convergence, its L2 strength chosen on validation
+    examples, as the field fits probes; ``head: sgd`` trains it with the run's optimiser and budget instead (the
+    head every probe had before, kept for comparison under its own run key).
     """
 
     frozen_backbone = True
+
+    def __init__(self, probe: dict[str, Any] | None = None):
+        self.probe = ProbeSolver.from_config(probe)
 
     def param_groups(self, model: nn.Module) -> ParamGroups:
         model.requires_grad_(False)

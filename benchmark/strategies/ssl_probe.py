@@ -13,5 +13,6 @@ class SslProbe(SimCLRPretraining, LinearProbe):
     training images by default), freeze it, and train a linear classifier on the labelled subset (Chen et al.,
     ICML 2020, linear evaluation). Compared with scratch, and in the same sweep with supervised source transfer."""
 
-    def __init__(self, **simclr: Any):
+    def __init__(self, probe: dict[str, Any] | None = None, **simclr: Any):
+        LinearProbe.__init__(self, probe)
         self._init_simclr(**simclr)
