@@ -325,6 +325,10 @@ def job_keys(cfg: DictConfig, choices: dict[str, str], strategy_id: str, strateg
     base_choices = {**choices, "augment": base.hydra.runtime.choices.get("augment")}  # the default policy
     defaults = run_identity(base, base_choices, strategy_id, base.strategy, pretrained, build_trainer(base.trainer),
                             False)  # fmt: skip
+    # the converged rule's defaults, for a variant that shows only the rule's settings a run changed
+    base_budget = raw(base.budget)
+    rule = {k: base_budget[k] for k in identity.CONVERGED_ONLY if k in own["budget"] and k in base_budget}
+    defaults["budget"] = {**defaults["budget"], **rule}
     w = raw(cfg.source.get("weights")) or NO_WEIGHTS
     name = get_class(w["_target_"]).variant_name(w)
     return identity.keys(own, defaults, name)

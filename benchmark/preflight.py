@@ -31,7 +31,7 @@ from benchmark.compose import (
 )
 from benchmark.devices import gpu_problems
 from benchmark.identity import CONVERGED_ONLY
-from benchmark.recipe import data_problems
+from benchmark.recipe import data_problems, probe_solver
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
 from benchmark.sweep_jobs import job_config, sweep_job
@@ -170,6 +170,13 @@ def search_warnings(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     tuning = build_tuning_for(cfg, choices["strategy"], cfg.strategy)
     if not tuning.active:
         return []
+    strategy, _ = build_strategy(choices["strategy"], cfg.strategy)
+    if probe_solver(strategy) is not None and strategy.frozen_backbone:
+        searched = [d.name for d in tuning.space if d.name.startswith("budget.")]
+        cell = f"cell {choices['target']}/{choices['strategy']}"
+        return [f"tuning.space {', '.join(searched)} cannot change {cell}: its probe is solved (no optimiser step) "
+                "and chooses its L2 strength on validation itself; use tuning.trials=0 for it, or "
+                "strategy.probe.head=sgd to tune a trained head"] if searched else []  # fmt: skip
     budget = build_budget(cfg.budget)
     label_budget = None if cfg.label_budget is None else int(cfg.label_budget)
     splits = load_splits(choices["target"], instantiate(cfg.target), raw(cfg.target))

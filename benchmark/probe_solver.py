@@ -159,9 +159,9 @@ def score(fit: Fit, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 def solve(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, num_classes: int,
           solver: ProbeSolver = ProbeSolver(), device: str | torch.device = "cpu") -> ProbeResult:  # fmt: skip
     """Fit every strength of ``solver.strengths`` on the standardised training features (the regularisation path,
-    strongest first, warm-started) and choose the one with the best validation accuracy (then the lower validation loss, then
-    the stronger regularisation). Runs on ``device``; the returned weights act on the raw features, on the CPU;
-    each fit's ``objective`` is ``J`` on the standardised features."""
+    strongest first, warm-started) and choose the one with the best validation accuracy (then the lower validation
+    loss, then the stronger regularisation). Runs on ``device``; the returned weights act on the raw features, on
+    the CPU; each fit's ``objective`` is ``J`` on the standardised features."""
     if len(y_train) == 0:
         raise ValueError("the probe's training set is empty")
     mean, std = standardization(x_train.to(device))

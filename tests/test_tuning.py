@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from omegaconf import open_dict
 
 from benchmark import tracking
 from benchmark.compose import build_job, compose_job, run_identity
-from benchmark.data import Splits, TensorImageSet, validation_subset
+from benchmark.data import Splits, TensorImageSet, label_subset, validation_subset
 from benchmark.job import execute
 from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.report import build_report, load_runs
@@ -31,6 +32,7 @@ from benchmark.splits import load_splits
 from benchmark.targets.base import Target
 from benchmark.targets.digits import Digits
 from benchmark.train import SELECTED_VAL
+from benchmark.tuning import trial_job
 
 
 class PoisonedDigits(Digits):
@@ -142,8 +144,8 @@ def test_preflight_of_a_tuning_sweeper_reports_a_bad_choice():
 
 TINY = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.min_steps=20",
         "budget.batch_size=32", "label_budget=2", "scores=false", "tuning.trials=2",
-        "tuning.space.epochs={choices:[1,2]}"]  # fmt: skip
-"""Two trials of 20 steps on 2 labels per class, a source pretrained for one epoch: seconds per run."""
+        "tuning.space.steps={choices:[10,20]}"]  # fmt: skip
+"""Two trials of 10 or 20 steps on 2 labels per class, a source pretrained for one epoch: seconds per run."""
 
 
 @pytest.fixture
@@ -181,6 +183,11 @@ def _runs(ctx, **tags) -> list:
     return ctx.client.search_runs([ctx.experiment_id], where, max_results=1000)
 
 
+def _artifact(ctx, run, path: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(ctx.client.download_artifacts(run.info.run_id, path, tmp)).read_text()
+
+
 def _trials(ctx, strategy: str) -> dict[int, object]:
     """Trial index -> its newest run (search order is newest first)."""
     return {int(r.data.tags["trial"]): r for r in reversed(_runs(ctx, role="trial", strategy=strategy))}
@@ -197,7 +204,20 @@ def test_trials_zero_is_the_default_recipe_and_leaves_run_keys_unchanged():
     assert tuned.run_key != job.run_key and tuned.baseline_key != job.baseline_key
     assert tuned.variant == "tuned=2xtpe"
     assert [d.name for d in tuned.tuning.space][-1] == "strategy.backbone_lr_scale"
-    assert [d.name for d in tuned.baseline.tuning.space] == ["budget.lr", "budget.weight_decay", "budget.epochs"]
+    assert [d.name for d in tuned.baseline.tuning.space] == ["budget.lr", "budget.weight_decay", "budget.steps"]
+
+
+def test_the_trials_of_a_study_share_one_label_subset_and_validation_examples():
+    """Trial i trains on run seed trial_seed + i (initialisation, order) but draws its labelled and validation
+    examples from the study's seed: values are compared on the same data, not on different subsets."""
+    job = compose_job([*TINY, "strategy=finetune"])
+    trials = [trial_job(job, i, {"budget.steps": 10}) for i in range(2)]
+    assert [t.seed for t in trials] == [1000, 1001] and {t.data_seed for t in trials} == {1000}
+    assert job.data_seed == job.seed == 0
+    labels = load_splits(job.target_id, job.target, job.target_config).train.labels
+    subsets = [label_subset(labels, t.label_budget, t.data_seed, t.target_id) for t in trials]
+    assert np.array_equal(*subsets)
+    assert trials[0].run_key != trials[1].run_key
 
 
 @pytest.mark.parametrize(
@@ -209,7 +229,7 @@ def test_trials_zero_is_the_default_recipe_and_leaves_run_keys_unchanged():
         ("+tuning.space.momentum_x={low:0.1,high:0.9}", r"'momentum_x' cannot be searched; choose among: .*lr"),
         ("tuning.space.lr={low:0.0,high:0.1,log:true}", r"log-scaled interval needs low > 0"),
         ("tuning.space.lr={low:0.1,high:0.01}", r"low=0.1, high=0.01 must be .* low < high"),
-        ("+tuning.space.epochs.step=2", r"unknown key\(s\) \[.step.\]; valid keys"),
+        ("+tuning.space.steps.step=2", r"unknown key\(s\) \[.step.\]; valid keys"),
         ("+strategy.search.gamma2={low:1,high:2}", r"strategy 'finetune' search: 'gamma2'.*backbone_lr_scale"),
         ("seed=1001", r"seed=1001 is one of the trial seeds 1000..1001"),
     ],
@@ -240,13 +260,15 @@ def test_a_pair_is_tuned_with_the_same_trials_on_selection_data_and_a_poisoned_t
             assert not any(k.startswith("test/") for k in run.data.metrics), run.data.metrics
             assert run.data.metrics["data/val_examples"] == 20  # 2 per class of the 10 digits
             assert run.data.tags["tuning_select"] == "target_val" and "selection_oracle" not in run.data.tags
-            assert run.data.params["budget/epochs"] == run.data.params["trial.budget.epochs"]
+            assert run.data.params["budget/steps"] == run.data.params["trial.budget.steps"]
+        subsets = {_artifact(ctx, r, "data/train_indices.json") for r in trials.values()}
+        assert len(subsets) == 1  # one label subset for the study: trials differ in initialisation and order only
     tuned = ctx.client.get_run(out.run_id)
     assert tuned.data.tags["tuned"] == "true" and tuned.data.tags["role"] == "transfer"
     assert tuned.data.tags["tuning_key"] == job.cell_key and tuned.data.tags["seed"] == "0"
     assert tuned.data.metrics["tuning/trials"] == 2 and tuned.data.metrics["tuning/seconds"] > 0
     chosen = {k: v for k, v in tuned.data.params.items() if k.startswith("tuned.")}
-    assert set(chosen) == {"tuned.budget.lr", "tuned.budget.weight_decay", "tuned.budget.epochs",
+    assert set(chosen) == {"tuned.budget.lr", "tuned.budget.weight_decay", "tuned.budget.steps",
                            "tuned.strategy.backbone_lr_scale"}  # fmt: skip
     trials = _trials(ctx, "finetune")  # the best objective; a tie goes to the earliest trial
     best = max((trials[i] for i in sorted(trials)), key=lambda r: r.data.metrics[SELECTED_VAL])
@@ -274,7 +296,7 @@ def test_cells_sharing_a_baseline_share_its_study_and_a_rerun_resumes_without_re
     """The fine-tune's and its baseline's studies come from ``finetune_study``; the probe shares the baseline's."""
     ctx = tuned_ctx
     finetune = compose_job([*TINY, "strategy=finetune"])
-    probe = compose_job([*TINY, "strategy=linear_probe"])
+    probe = compose_job([*TINY, "strategy=linear_probe", "strategy.probe.head=sgd"])  # a head the budget trains
     assert finetune.baseline.cell_key == probe.baseline.cell_key
     first = execute(finetune, ctx)
     execute(probe, ctx)
@@ -299,7 +321,7 @@ def test_cells_sharing_a_baseline_share_its_study_and_a_rerun_resumes_without_re
 DA = ["source=synth_digits", "target=synth_digits", "target.n_per_class=16", "target.seed=7", "strategy=dann",
       "source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40", "budget.min_steps=8",
       "budget.batch_size=32", "label_budget=5", "scores=false", "tuning.trials=2",
-      "tuning.space.epochs={choices:[1]}"]  # fmt: skip
+      "tuning.space.steps={choices:[8]}"]  # fmt: skip
 """Domain adaptation trains on every target training image: a small rendered target keeps it to seconds."""
 
 
