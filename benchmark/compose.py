@@ -30,6 +30,7 @@ from benchmark.data import VALIDATION, Preprocessing
 from benchmark.lineage import Lineage
 from benchmark.models import check_arch
 from benchmark.module import Optimization
+from benchmark.probe_solver import ProbeSolver
 from benchmark.search_space import Tuning, build_tuning
 from benchmark.sources.weights import NoWeights, SourceWeights
 from benchmark.spec import JobSpec, SourceSpec
@@ -257,10 +258,12 @@ def run_identity(cfg: DictConfig, choices: dict[str, str], strategy_id: str, str
         "version": identity.KEY_VERSION,
         "source": source,
         "target": {"id": choices["target"], **raw(cfg.target)},
-        "strategy": {
-            "id": strategy_id,
-            **{k: v for k, v in (raw(strategy_cfg) or {}).items() if k not in ("_target_", "search")},
-        },
+        "strategy": identity.strategy(
+            {
+                "id": strategy_id,
+                **{k: v for k, v in (raw(strategy_cfg) or {}).items() if k not in ("_target_", "search")},
+            }
+        ),
         "seed": cfg.seed,
         "label_budget": cfg.label_budget,
         "budget": identity.budget(raw(cfg.budget)),
@@ -378,6 +381,11 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
     )
     keys = job_keys(cfg, choices, strategy_id, cfg.strategy, meta.uses_source_weights, trainer)
     tuning = build_tuning_for(cfg, strategy_id, cfg.strategy)
+    probe = getattr(strategy, "probe", None)
+    if augment.active and isinstance(probe, ProbeSolver) and probe.solved and strategy.frozen_backbone:
+        raise ValueError(f"augment={augment.policy} with strategy {strategy_id!r}: its solved probe fits one view of "
+                         "each image; use augment=none, or strategy.probe.head=sgd to train the head on augmented "
+                         "views")  # fmt: skip
     if tuning.active and isinstance(strategy, EvaluationProtocol):
         raise ValueError(f"tuning.trials={tuning.trials}: strategy {strategy_id!r} evaluates frozen features and "
                          "trains nothing a study could tune; use tuning.trials=0")  # fmt: skip

@@ -44,6 +44,18 @@ LATER_NUMERICS = {"fused_optimizer": False}
 entry out of the key, so those runs keep their keys and are reused (``trainer.fused_optimizer=false`` reproduces
 them); any other value makes a new key."""
 
+LATER_STRATEGY = {"probe": {"head": "sgd"}}
+"""Strategy settings added after run keys existed, with the value that reproduces the runs recorded before: the
+gradient-descent head every probe had (``linear_probe``, ``ssl_probe``, ``lp_ft``) before probes were solved. At that
+value the entry is left out of the key, so ``strategy.probe.head=sgd`` finds those runs again."""
+
+
+def strategy(node: dict[str, Any]) -> dict[str, Any]:
+    """A strategy's identity: its id and settings, a later setting at its earlier value left out
+    (``LATER_STRATEGY``)."""
+    return {k: v for k, v in node.items() if not (k in LATER_STRATEGY and v == LATER_STRATEGY[k])}
+
+
 LATER_BUDGET = {"mode": "fixed", "steps": 0}
 """``budget`` entries added after run keys existed, with the value every earlier run had: left out of the key at that
 value, so earlier runs keep their keys (``budget.mode=fixed`` is the budget they all trained under)."""
@@ -122,6 +134,9 @@ def variant(identity: dict[str, Any], defaults: dict[str, Any], weights_name: st
     for name, earlier in LATER_NUMERICS.items():  # left out of a key at its earlier value: shown at that value
         own.setdefault(f"trainer.{name}", earlier)
         base.setdefault(f"trainer.{name}", earlier)
+    for key, earlier in _flatten({"strategy": LATER_STRATEGY}).items():  # likewise, where the strategy has it
+        if key in base:
+            own.setdefault(key, earlier)
     weights = identity.get("source", {}).get("weights")
     file_weights = isinstance(weights, dict) and "sha256" in weights
     parts = []

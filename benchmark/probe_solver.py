@@ -77,6 +77,10 @@ class ProbeSolver:
 HEADS = ("solved", "sgd")
 
 
+RESTARTS = 5
+"""L-BFGS runs restarted from where a stalled one stopped, before a fit is reported unconverged."""
+
+
 @dataclass
 class Fit:
     """One strength's solution: weights ``(classes, dim)``, bias, objective, iterations and convergence."""
@@ -142,10 +146,16 @@ def fit_one(x: torch.Tensor, y: torch.Tensor, num_classes: int, C: float, start:
         loss.backward()
         return loss
 
-    opt.step(closure)
-    iterations = int(opt.state[opt._params[0]].get("n_iter", 0))
-    loss = closure()
-    grad_max = float(max(w.grad.abs().max(), b.grad.abs().max()))
+    iterations, grad_max = 0, math.inf
+    for _ in range(RESTARTS):  # a stalled line search (a change below float64's resolution) restarts its memory
+        opt.step(closure)
+        iterations += int(opt.state[opt._params[0]].get("n_iter", 0))
+        loss = closure()
+        grad_max = float(max(w.grad.abs().max(), b.grad.abs().max()))
+        if grad_max <= 10 * tol or iterations >= max_iter:
+            break
+        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter - iterations, tolerance_grad=tol,
+                                tolerance_change=1e-15, history_size=20, line_search_fn="strong_wolfe")  # fmt: skip
     return Fit(C, w.detach(), b.detach(), float(loss.detach()), grad_max, iterations, grad_max <= 10 * tol)
 
 

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import TensorDataset
 
-from benchmark import convergence, identity, lineage
+from benchmark import convergence, identity, lineage, phases
 from benchmark import probe_solver as probe_solver_module
 from benchmark.callbacks import RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled, validation_subset
@@ -147,13 +147,8 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
          extra, t_start, watch=None, val_indices=None):  # fmt: skip
     prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
-    solver = probe_solver(job.strategy)
-    if job.augment.active and job.strategy.frozen_backbone and (job.trainer.feature_cache or solver is not None):
-        if solver is not None:
-            raise ValueError(
-                f"augment={job.augment.policy} with strategy {job.strategy_id!r}: a solved probe fits one view of "
-                "each image; use augment=none, or strategy.probe.head=sgd to train the head on augmented views"
-            )
+    solver = probe_solver(job.strategy)  # with augmentation only where it fine-tunes after (compose checks)
+    if job.augment.active and job.strategy.frozen_backbone and job.trainer.feature_cache:
         # cached features are one view per image: augmented views need the frozen backbone run on every batch
         log.info("augment=%s: frozen features are not cached (each batch is a new view)", job.augment.policy)
     feats = None
@@ -270,8 +265,9 @@ def solve_head(job, ctx, run_id, model, feats: Frozen, subset) -> dict[str, floa
     idx = torch.from_numpy(subset)
     device = "cuda" if job.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
     t0 = time.perf_counter()
-    result = probe_solver_module.solve(feats.train[idx], feats.train_y[idx], feats.val, feats.val_y,
-                                       head.out_features, job.strategy.probe, device)  # fmt: skip
+    with phases.phase("fit"):
+        result = probe_solver_module.solve(feats.train[idx], feats.train_y[idx], feats.val, feats.val_y,
+                                           head.out_features, job.strategy.probe, device)  # fmt: skip
     solve_s = time.perf_counter() - t0
     with torch.no_grad():
         head.weight.copy_(result.chosen.weight.to(head.weight))

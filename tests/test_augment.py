@@ -68,9 +68,13 @@ def test_evaluation_protocols_refuse_augmentation():
 def test_a_frozen_probe_with_augmentation_runs_the_backbone_instead_of_cached_features(tmp_path, store):
     path = tmp_path / "w.safetensors"
     save_file({k: v.contiguous() for k, v in timm.create_model("test_resnet").state_dict().items()}, str(path))
-    job = _job(["source=local_file", "source.arch=test_resnet", "source.preprocessing.image_size=32",
-                f"source.weights.path={path}", "strategy=linear_probe", "augment=light", "label_budget=2",
-                "budget.epochs=1", "budget.min_steps=2", "budget.batch_size=16", "scores=false"])  # fmt: skip
+    job_overrides = ["source=local_file", "source.arch=test_resnet", "source.preprocessing.image_size=32",
+                     f"source.weights.path={path}", "strategy=linear_probe", "augment=light", "label_budget=2",
+                     "budget.epochs=1", "budget.min_steps=2", "budget.batch_size=16", "scores=false",
+                     "strategy.probe.head=sgd"]  # fmt: skip
+    job = _job(job_overrides)
+    with pytest.raises(ValueError, match=r"augment=light with strategy 'linear_probe': its solved probe"):
+        _job([o for o in job_overrides if o != "strategy.probe.head=sgd"])
     client = tracking.open_store(store)
     ctx = Context(client, tracking.ensure_experiment(client, "augment"), tmp_path / "cache")
     out = execute(job, ctx)

@@ -46,7 +46,15 @@ def extract_calls(monkeypatch):
 def test_cached_linear_probe_equals_the_backbone_linear_probe(ctx, extract_calls):
     runs = {}
     for cached in (True, False):
-        job = compose_job([*TINY, "strategy=linear_probe", "label_budget=10", f"trainer.feature_cache={cached}"])
+        job = compose_job(
+            [
+                *TINY,
+                "strategy=linear_probe",
+                "strategy.probe.head=sgd",
+                "label_budget=10",
+                f"trainer.feature_cache={cached}",
+            ]
+        )  # a head the budget trains, on features or images
         # feature_cache is not part of the run key (same result by construction): record each in its own experiment
         own = Context(ctx.client, tracking.ensure_experiment(ctx.client, f"cached_{cached}"), ctx.cache_dir)
         runs[cached] = ensure_run(job, own).metrics

@@ -154,10 +154,20 @@ def test_trainer_numerics_enter_every_key_and_speed_settings_do_not():
 LEGACY_KEYS = {
     ("experiment=quickstart", "source=synth_digits", "strategy=finetune", "label_budget=5", "seed=0"):
         ("1b306e9b7704", "553ac09f3576", "9c0d8c25eed7"),
-    ("strategy=linear_probe", "label_budget=null", "seed=2"): ("bcbbd200ca3f", "1f42d3e0a692", "bd8f951f5729"),
+    ("strategy=linear_probe", "strategy.probe.head=sgd", "label_budget=null", "seed=2"):
+        ("bcbbd200ca3f", "1f42d3e0a692", "bd8f951f5729"),
 }  # fmt: skip
 """Run, baseline and cell keys of two jobs as the harness gave them before ``trainer.fused_optimizer`` existed
-(commit 81a704c), when AdamW ran PyTorch's per-tensor loop."""
+(commit 81a704c), when AdamW ran PyTorch's per-tensor loop (and every probe was a head trained by gradient descent:
+``strategy.probe.head=sgd``, left out of the key at that value)."""
+
+
+def test_a_solved_probe_is_a_new_key_and_the_gradient_descent_head_keeps_the_old_ones():
+    sgd = _job(["strategy=linear_probe", "strategy.probe.head=sgd"])
+    solved = _job(["strategy=linear_probe"])
+    assert solved.run_key != sgd.run_key and solved.baseline_key == sgd.baseline_key
+    assert sgd.variant == "probe.head=sgd" and solved.variant == ""
+    assert "probe" not in _job(["strategy=finetune"]).variant
 
 
 @pytest.mark.parametrize("overrides", sorted(LEGACY_KEYS))

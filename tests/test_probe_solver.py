@@ -13,7 +13,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from benchmark import tracking
+from benchmark import features, tracking
 from benchmark.compose import compose_job
 from benchmark.job import execute
 from benchmark.probe_solver import ProbeSolver, fit_one, objective, score, solve, standardization
@@ -76,6 +76,7 @@ def artifact(ctx, run_id: str, path: str, tmp_path) -> dict:
 def test_harness_probe_matches_sklearn_on_its_features(ctx, tmp_path):
     """The linear_probe run's test accuracy is scikit-learn's at the run's chosen C, on the run's own cached
     features and training subset (read back from the cache and the run's train_indices artifact)."""
+    features._MEMO.clear()  # the features come from this run's cache file, not from another test's memory
     job = compose_job([*TINY, "strategy=linear_probe"])
     outcome = execute(job, ctx)
     run = ctx.client.get_run(outcome.run_id)

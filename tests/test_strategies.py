@@ -31,7 +31,7 @@ from benchmark.job import train_run
 from benchmark.lifecycle import checkpoint_path
 from benchmark.models import build_model, classifier_prefixes
 from benchmark.module import Optimization
-from benchmark.recipe import adapts
+from benchmark.recipe import adapts, probe_solver
 from benchmark.spec import Context
 from benchmark.splits import load_splits
 from benchmark.strategies.base import TransferStrategy
@@ -58,7 +58,7 @@ CHEAP_PRETRAINING = {"epochs": 2, "batch_size": 32}
 WHAT_TRAINS = {
     **dict.fromkeys(["scratch", "aa_scratch", "finetune", "l2sp", "layerwise_lr", "ssl_finetune"], "all"),
     **dict.fromkeys(["source_only", "dann", "coral", "mmd"], "all"),
-    **dict.fromkeys(["linear_probe", "ssl_probe"], "head"),
+    **dict.fromkeys(["linear_probe", "ssl_probe", "linear_probe_random"], "head"),
     **dict.fromkeys(["cluster", "cluster_random", "anomaly", "anomaly_random"], "nothing"),
 }
 """README's "what trains" column, for the strategies it names; every strategy gets the generic checks whether it
@@ -239,6 +239,13 @@ def test_strategy_trains_exactly_what_it_declares_on_its_production_path(strateg
         assert not moved, f"{strategy_id} is evaluation-only but changed {sorted(moved)[:5]}"
         return
 
+    if probe_solver(strategy) is not None and strategy.frozen_backbone:  # solved: the head, and nothing else, moves
+        assert not audit.epochs and m["train/total_steps"] == 0 and m["probe/converged"] == 1.0
+        assert WHAT_TRAINS.get(strategy_id) == "head" and _moved(pretrained, end) == head, sorted(
+            _moved(pretrained, end)
+        )
+        return
+
     splits = load_splits(job.target_id, job.target, job.target_config)
     epochs, _ = job.budget.plan(int(m["data/train_examples"]))
     assert len(audit.epochs) == epochs
@@ -295,8 +302,9 @@ def test_strategy_trains_exactly_what_it_declares_on_its_production_path(strateg
         assert all(e["declared"] - extra_params == everything for e in audit.epochs)
     if WHAT_TRAINS.get(strategy_id) == "head":
         assert all(e["declared"] == head for e in audit.epochs)
-    if strategy_id == "lp_ft":
-        assert audit.epochs[0]["declared"] == head and audit.epochs[-1]["declared"] == everything
+    if strategy_id == "lp_ft":  # the solved head first (no probing epoch), then every parameter fine-tunes
+        assert probe_solver(strategy) is not None and m["probe/converged"] == 1.0
+        assert all(e["declared"] == everything for e in audit.epochs)
     if hasattr(strategy, "frozen_stages"):
         _check_first_groups_frozen(model, strategy.frozen_stages, frozen)
 
@@ -357,11 +365,26 @@ def test_lp_ft_lowers_the_learning_rate_that_reaches_the_optimizer():
     probe = LrProbe()
     budget = Budget(epochs=2, min_steps=0, batch_size=48, optimization=Optimization(lr=1e-2, warmup_fraction=0.0))
     fit_and_test(
-        model, LpFt(0.5, 0.1), _data(), _data(16), None, 4, budget, TrainerSettings(), seed=0, callbacks=[probe]
+        model,
+        LpFt(0.5, 0.1, {"head": "sgd"}),
+        _data(),
+        _data(16),
+        None,
+        4,
+        budget,
+        TrainerSettings(),
+        seed=0,
+        callbacks=[probe],
     )
     first, second = probe.lrs[0], probe.lrs[1]
     assert first == pytest.approx(1e-2)
     assert second < 0.1 * first * 1.01  # fine-tuning phase: 0.1 x base rate x cosine factor
+    # the probe phase above is the gradient-descent head's (probe.head=sgd); a solved head fine-tunes from step 0
+    # with every group at the fine-tuning rate
+    probe = LrProbe()
+    fit_and_test(model, LpFt(0.5, 0.1, {"head": "solved"}), _data(), _data(16), None, 4, budget, TrainerSettings(),
+                 seed=0, callbacks=[probe])  # fmt: skip
+    assert probe.lrs[0] == pytest.approx(1e-3)
 
 
 def test_layerwise_rates_reach_the_optimizer():

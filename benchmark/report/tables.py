@@ -50,7 +50,14 @@ def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = 
     show_metric = "metric" in cells and (cells["metric"] != (metric or "test/acc")).any()
     show_variant = "variant" in cells and (cells["variant"] != "").any()
     # steps reached per side, when the sides' steps differ somewhere (budget.mode=converged, a solved probe)
-    show_steps = "transfer_steps" in cells and (cells["transfer_steps"] != cells["scratch_steps"]).any()
+    show_steps = (
+        "transfer_steps" in cells
+        and (
+            cells["transfer_steps"].notna()
+            & cells["scratch_steps"].notna()
+            & (cells["transfer_steps"] != cells["scratch_steps"])
+        ).any()
+    )
     for _, c in cells.iterrows():
         ci = "—" if pd.isna(c.adj_low) else f"[{c.adj_low:+.3f}, {c.adj_high:+.3f}]"
         p = c.p_equivalence_holm if c.verdict == EQUIVALENT else c.p_holm
