@@ -13,7 +13,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from benchmark.strategies.base import Pretraining, TransferStrategy
 from benchmark.strategies.evaluation import EvaluationProtocol
 from benchmark.tracking import log_metrics
 from benchmark.train import SELECTED_VAL, fit_and_test, test_scores
+from benchmark.util import atomic_path, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -242,17 +243,19 @@ def frozen_features(job, ctx, model, splits, val_indices, weights_file, weights_
     if has_learned_backbone(job) and job.trainer.feature_cache:
         key = features_key(job, weights_file, weights_id)
         feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), full_val, images)
-        seconds, cached = feats.seconds, True
+        seconds, cached = feats.seconds, key
         train_x, val_x, test_x = feats.train, feats.val, feats.test
     else:
         t0 = time.perf_counter()
         train_x, _ = extract(model, prep.apply(splits.train))
         val_x, _ = extract(model, full_val)
         test_x = extract(model, images)[0] if with_test else None
-        seconds, cached = time.perf_counter() - t0, False
+        seconds, cached = time.perf_counter() - t0, None
     vsel = slice(None) if val_indices is None else torch.from_numpy(val_indices)
     labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
-    return Frozen(train_x, labels["train"], val_x[vsel], labels["val"][vsel], test_x, labels["test"], seconds, cached)
+    val_id = "full" if val_indices is None else stable_hash(val_indices.tolist())
+    return Frozen(train_x, labels["train"], val_x[vsel], labels["val"][vsel], test_x, labels["test"], seconds,
+                  cached is not None, cached, val_id)  # fmt: skip
 
 
 def solve_head(job, ctx, run_id, model, feats: Frozen, subset) -> dict[str, float]:
@@ -265,9 +268,22 @@ def solve_head(job, ctx, run_id, model, feats: Frozen, subset) -> dict[str, floa
     idx = torch.from_numpy(subset)
     device = "cuda" if job.trainer.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
     t0 = time.perf_counter()
+    # a solve is deterministic: on cached features, one per (features, examples, solver), e.g. every seed's with
+    # every label, or a rerun
+    memo = None
+    if feats.key is not None:
+        what = {"features": feats.key, "train": stable_hash(subset.tolist()), "val": feats.val_id,
+                "solver": asdict(job.strategy.probe)}  # fmt: skip
+        memo = Path(ctx.cache_dir) / "probes" / f"{stable_hash(what)}.pt"
     with phases.phase("fit"):
-        result = probe_solver_module.solve(feats.train[idx], feats.train_y[idx], feats.val, feats.val_y,
-                                           head.out_features, job.strategy.probe, device)  # fmt: skip
+        if memo is not None and memo.is_file():
+            result = probe_solver_module.load(memo)
+        else:
+            result = probe_solver_module.solve(feats.train[idx], feats.train_y[idx], feats.val, feats.val_y,
+                                               head.out_features, job.strategy.probe, device)  # fmt: skip
+            if memo is not None:
+                with atomic_path(memo) as tmp:
+                    probe_solver_module.save(result, tmp)
     solve_s = time.perf_counter() - t0
     with torch.no_grad():
         head.weight.copy_(result.chosen.weight.to(head.weight))
@@ -305,6 +321,8 @@ class Frozen:
     test_y: torch.Tensor
     seconds: float
     cached: bool
+    key: str | None = None  # the content key of cached features (None: computed in memory for this run)
+    val_id: str = "full"  # which validation examples: the whole split, or a hash of the run's indices
 
     def datasets(self, subset, with_test: bool) -> tuple[TensorDataset, TensorDataset, TensorDataset | None]:
         """The training subset's, the validation examples' and (``with_test``) the test split's features."""

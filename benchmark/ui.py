@@ -45,6 +45,8 @@ _COLUMNS = [
     "metrics.`failed`",
     "metrics.`diverged`",
     "tags.`incomplete`",
+    "metrics.`transfer_steps`",  # steps each side reached (budget.mode=converged: a verdict "budget-limited" when
+    "metrics.`baseline_steps`",  # a side stopped at its cap)
     "tags.`comparison`",  # baseline, or reference (domain adaptation vs source_only)
     "tags.`metric`",
     "tags.`sweep_id`",

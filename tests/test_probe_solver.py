@@ -99,7 +99,10 @@ def test_harness_probe_matches_sklearn_on_its_features(ctx, tmp_path):
     theirs = float(objective(w, b, torch.from_numpy(x).double(), torch.from_numpy(y), C))
     assert m["probe/objective"] == pytest.approx(theirs, rel=1e-4)
     trace = artifact(ctx, outcome.run_id, "probe/trace.json", tmp_path)
-    assert trace["chosen_C"] == C and len(trace["strengths"]) == len(ProbeSolver().strengths)
+    grid, path = ProbeSolver().strengths, [row["C"] for row in trace["strengths"]]
+    assert trace["chosen_C"] == C and path == list(grid[: len(path)])  # the regularisation path, strongest first
+    assert len(path) == len(grid) or path.index(C) == len(path) - 1 - ProbeSolver().patience  # stopped past the best
+    assert len(list((ctx.cache_dir / "probes").glob("*.pt"))) == 1  # the solve is kept for the seeds that share it
 
     # LP-FT solves the same probe on the same features before it fine-tunes (Kumar et al.'s method)
     lpft = execute(compose_job([*TINY, "strategy=lp_ft"]), ctx)
