@@ -37,7 +37,9 @@ def rule_text(alpha: float, margin: float) -> str:
         f"the level Holm tested the cell at ({conf} for a family of one; wider in larger families), so positive <=> it "
         f"lies above +{margin:g}, negative <=> below -{margin:g}, equivalent <=> inside; p (Holm) is the adjusted "
         f"p-value of the test behind the verdict; 'n/a' = zero variance (every seed gave the same delta: no test, the "
-        f"margin decides)."
+        f"margin decides). Budget-limited: a run of either side stopped at its budget's cap still improving, or its "
+        f"probe's solver did not converge (budget.mode=converged; 'steps' shows what each side reached): the delta "
+        f"measures the budget, so the cell gets no verdict ('(at cap)' marks one shown with verdict.at_cap)."
     )
 
 
