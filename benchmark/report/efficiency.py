@@ -27,7 +27,8 @@ def efficiency(runs: pd.DataFrame, curves: pd.DataFrame, monitor: str = "val/acc
     value, in optimiser steps and seconds, and the share of the baseline's steps and fit time that saves.
 
     ``saved_time`` = 1 − seconds_to_target / baseline fit seconds (the seed article claims 60-80 %); NaN with
-    ``reached`` False when the transfer run never reaches the baseline.
+    ``reached`` False when the transfer run never reaches the baseline. A run without a training curve (a solved
+    probe) has no time to accuracy and no row.
     """
     if runs.empty or curves.empty:
         return pd.DataFrame()
@@ -41,6 +42,8 @@ def efficiency(runs: pd.DataFrame, curves: pd.DataFrame, monitor: str = "val/acc
         base = baselines.loc[key]
         own, theirs = by_run.get(run["run_id"]), by_run.get(base["run_id"])
         if own is None or theirs is None or monitor not in own or monitor not in theirs:
+            continue
+        if "time/elapsed_s" not in own:  # no training curve (a solved probe takes no optimiser step)
             continue
         target = theirs[monitor].dropna().iloc[-1]
         base_s = float(base.get("metrics.time/fit_s", math.nan))

@@ -210,7 +210,7 @@ def data_efficiency(cells: pd.DataFrame, out: Path, metric: str) -> tuple[Path |
 def time_saved_plot(eff: pd.DataFrame, out: Path) -> Path | None:
     """Distribution of the training time saved against scratch (runs that reached the baseline's accuracy)."""
     plt = _plt()
-    reached = eff[eff["reached"]] if len(eff) else eff
+    reached = eff[eff["reached"] & eff["saved_time"].notna()] if len(eff) else eff
     if reached.empty:
         return None
     fig, ax = plt.subplots(figsize=(6, 3))
