@@ -45,13 +45,17 @@ class ProbeSolver:
     ``C``; ``max_iter`` the L-BFGS iterations allowed per strength; ``tol`` the largest gradient entry at which a
     fit counts as converged; ``patience`` how many strengths past the best so far (by validation accuracy, then
     loss) are fit before the path stops (on separable features the weakest strengths cost most iterations and
-    validation loss only rises there)."""
+    validation loss only rises there); ``standardize`` whether the features are standardised first (the default:
+    one grid of ``C`` fits every feature scale) or solved as they are (LP-FT: a head folded back from standardised
+    features carries weights of 1/std, up to 1e3 on low-variance dimensions, which fine-tuning with BatchNorm in
+    training mode turns into exploding logits)."""
 
     head: str = "solved"
     strengths: tuple[float, ...] = STRENGTHS
     max_iter: int = 5000
     tol: float = 1e-8
     patience: int = 2  # strengths past the best (by validation) fit before the path stops; the weak end costs most
+    standardize: bool = True  # solve on standardised features (folded back into the head); false: the raw features
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -191,6 +195,8 @@ def solve(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_v
     if len(y_train) == 0:
         raise ValueError("the probe's training set is empty")
     mean, std = standardization(x_train.to(device))
+    if not solver.standardize:  # the raw features: a head whose weights stay the size the L2 penalty allows
+        mean, std = torch.zeros_like(mean), torch.ones_like(std)
     x_train, y_train = (x_train.to(device).double() - mean) / std, y_train.to(device)
     x_val, y_val = (x_val.to(device).double() - mean) / std, y_val.to(device)
     path: list[Fit] = []

@@ -104,8 +104,9 @@ def test_harness_probe_matches_sklearn_on_its_features(ctx, tmp_path):
     assert len(path) == len(grid) or path.index(C) == len(path) - 1 - ProbeSolver().patience  # stopped past the best
     assert len(list((ctx.cache_dir / "probes").glob("*.pt"))) == 1  # the solve is kept for the seeds that share it
 
-    # LP-FT solves the same probe on the same features before it fine-tunes (Kumar et al.'s method)
-    lpft = execute(compose_job([*TINY, "strategy=lp_ft"]), ctx)
+    # LP-FT solves the same probe on the same features before it fine-tunes (Kumar et al.'s method); its default
+    # solves on the raw features (a head without 1/std weights to fine-tune from), here standardised as the probe's
+    lpft = execute(compose_job([*TINY, "strategy=lp_ft", "strategy.probe.standardize=true"]), ctx)
     lm = ctx.client.get_run(lpft.run_id).data.metrics
     assert lm["probe/C"] == C and lm["probe/val_acc"] == m["probe/val_acc"]
     assert lm["train/total_steps"] >= 10  # then the whole budget fine-tunes
