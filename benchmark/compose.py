@@ -30,7 +30,7 @@ from benchmark.data import VALIDATION, Preprocessing
 from benchmark.lineage import Lineage
 from benchmark.models import check_arch
 from benchmark.module import Optimization
-from benchmark.probe_solver import ProbeSolver
+from benchmark.probe_solver import solved_probe
 from benchmark.search_space import Tuning, build_tuning
 from benchmark.sources.weights import NoWeights, SourceWeights
 from benchmark.spec import JobSpec, SourceSpec
@@ -381,8 +381,7 @@ def build_job(cfg: DictConfig, choices: dict[str, str]) -> JobSpec:
     )
     keys = job_keys(cfg, choices, strategy_id, cfg.strategy, meta.uses_source_weights, trainer)
     tuning = build_tuning_for(cfg, strategy_id, cfg.strategy)
-    probe = getattr(strategy, "probe", None)
-    if augment.active and isinstance(probe, ProbeSolver) and probe.solved and strategy.frozen_backbone:
+    if augment.active and solved_probe(strategy) is not None and strategy.frozen_backbone:
         raise ValueError(f"augment={augment.policy} with strategy {strategy_id!r}: its solved probe fits one view of "
                          "each image; use augment=none, or strategy.probe.head=sgd to train the head on augmented "
                          "views")  # fmt: skip

@@ -31,7 +31,8 @@ from benchmark.compose import (
 )
 from benchmark.devices import gpu_problems
 from benchmark.identity import CONVERGED_ONLY
-from benchmark.recipe import data_problems, probe_solver
+from benchmark.probe_solver import solved_probe
+from benchmark.recipe import data_problems
 from benchmark.spec import check_rerun
 from benchmark.splits import load_splits
 from benchmark.sweep_jobs import job_config, sweep_job
@@ -171,7 +172,7 @@ def search_warnings(cfg: DictConfig, choices: dict[str, str]) -> list[str]:
     if not tuning.active:
         return []
     strategy, _ = build_strategy(choices["strategy"], cfg.strategy)
-    if probe_solver(strategy) is not None and strategy.frozen_backbone:
+    if solved_probe(strategy) is not None and strategy.frozen_backbone:
         searched = [d.name for d in tuning.space if d.name.startswith("budget.")]
         cell = f"cell {choices['target']}/{choices['strategy']}"
         return [f"tuning.space {', '.join(searched)} cannot change {cell}: its probe is solved (no optimiser step) "

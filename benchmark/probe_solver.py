@@ -85,6 +85,12 @@ class ProbeSolver:
 HEADS = ("solved", "sgd")
 
 
+def solved_probe(strategy: object) -> ProbeSolver | None:
+    """The strategy's solver when it solves its probe (a ``probe`` setting with ``head: solved``), else None."""
+    solver = getattr(strategy, "probe", None)
+    return solver if isinstance(solver, ProbeSolver) and solver.solved else None
+
+
 RESTARTS = 5
 """L-BFGS runs restarted from where a stalled one stopped, before a fit is reported unconverged."""
 

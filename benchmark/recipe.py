@@ -27,7 +27,7 @@ from benchmark.callbacks import RunWatch
 from benchmark.data import Splits, label_subset, seed_hash, unlabelled, validation_subset
 from benchmark.features import cached_split_features, extract
 from benchmark.models import build_model
-from benchmark.probe_solver import ProbeSolver
+from benchmark.probe_solver import solved_probe
 from benchmark.search_space import CRITERIA
 from benchmark.spec import Context, JobSpec
 from benchmark.splits import load_splits
@@ -148,7 +148,7 @@ def _fit(job, ctx, run_id, model, splits, subset, val, test, weights_file, weigh
          extra, t_start, watch=None, val_indices=None):  # fmt: skip
     prep = job.source.preprocessing
     fit_model, fit_strategy = model, job.strategy
-    solver = probe_solver(job.strategy)  # with augmentation only where it fine-tunes after (compose checks)
+    solver = solved_probe(job.strategy)  # with augmentation only where it fine-tunes after (compose checks)
     if job.augment.active and job.strategy.frozen_backbone and job.trainer.feature_cache:
         # cached features are one view per image: augmented views need the frozen backbone run on every batch
         log.info("augment=%s: frozen features are not cached (each batch is a new view)", job.augment.policy)
@@ -224,12 +224,6 @@ def converged_fit(job, ctx, run_id, fit, model, n_train, num_classes, test, chec
     if test is not None:
         metrics.update(test_scores(model, num_classes, test, job.trainer, job.seed))
     return metrics
-
-
-def probe_solver(strategy) -> ProbeSolver | None:
-    """The strategy's solved probe (its ``probe`` settings with ``head: solved``), else None."""
-    solver = getattr(strategy, "probe", None)
-    return solver if isinstance(solver, ProbeSolver) and solver.solved else None
 
 
 def frozen_features(job, ctx, model, splits, val_indices, weights_file, weights_id, with_test: bool) -> Frozen:

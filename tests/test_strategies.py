@@ -31,7 +31,8 @@ from benchmark.job import train_run
 from benchmark.lifecycle import checkpoint_path
 from benchmark.models import build_model, classifier_prefixes
 from benchmark.module import Optimization
-from benchmark.recipe import adapts, probe_solver
+from benchmark.probe_solver import solved_probe
+from benchmark.recipe import adapts
 from benchmark.spec import Context
 from benchmark.splits import load_splits
 from benchmark.strategies.base import TransferStrategy
@@ -239,7 +240,7 @@ def test_strategy_trains_exactly_what_it_declares_on_its_production_path(strateg
         assert not moved, f"{strategy_id} is evaluation-only but changed {sorted(moved)[:5]}"
         return
 
-    if probe_solver(strategy) is not None and strategy.frozen_backbone:  # solved: the head, and nothing else, moves
+    if solved_probe(strategy) is not None and strategy.frozen_backbone:  # solved: the head, and nothing else, moves
         assert not audit.epochs and m["train/total_steps"] == 0 and m["probe/converged"] == 1.0
         assert WHAT_TRAINS.get(strategy_id) == "head" and _moved(pretrained, end) == head, sorted(
             _moved(pretrained, end)
@@ -304,7 +305,7 @@ def test_strategy_trains_exactly_what_it_declares_on_its_production_path(strateg
         assert all(e["declared"] == head for e in audit.epochs)
     if strategy_id == "lp_ft":  # the solved head first (no probing epoch), then every parameter fine-tunes
         # (on raw features, as LP-FT solves it, a random ViT's probe may stop at its iteration cap: logged, not hidden)
-        assert probe_solver(strategy) is not None and m["probe/converged"] in (0.0, 1.0) and "probe/C" in m
+        assert solved_probe(strategy) is not None and m["probe/converged"] in (0.0, 1.0) and "probe/C" in m
         assert all(e["declared"] == everything for e in audit.epochs)
     if hasattr(strategy, "frozen_stages"):
         _check_first_groups_frozen(model, strategy.frozen_stages, frozen)
