@@ -237,19 +237,19 @@ def frozen_features(job, ctx, model, splits, val_indices, weights_file, weights_
     if has_learned_backbone(job) and job.trainer.feature_cache:
         key = features_key(job, weights_file, weights_id)
         feats = cached_split_features(key, ctx.cache_dir, model, prep.apply(splits.train), full_val, images)
-        seconds, cached = feats.seconds, key
+        seconds, cached_key = feats.seconds, key
         train_x, val_x, test_x = feats.train, feats.val, feats.test
     else:
         t0 = time.perf_counter()
         train_x, _ = extract(model, prep.apply(splits.train))
         val_x, _ = extract(model, full_val)
         test_x = extract(model, images)[0] if with_test else None
-        seconds, cached = time.perf_counter() - t0, None
+        seconds, cached_key = time.perf_counter() - t0, None
     vsel = slice(None) if val_indices is None else torch.from_numpy(val_indices)
     labels = {k: torch.from_numpy(getattr(splits, k).labels) for k in ("train", "val", "test")}
     val_id = "full" if val_indices is None else stable_hash(val_indices.tolist())
     return Frozen(train_x, labels["train"], val_x[vsel], labels["val"][vsel], test_x, labels["test"], seconds,
-                  cached is not None, cached, val_id)  # fmt: skip
+                  cached_key, val_id)  # fmt: skip
 
 
 def solve_head(job, ctx, run_id, model, feats: Frozen, subset) -> dict[str, float]:
@@ -314,9 +314,12 @@ class Frozen:
     test: torch.Tensor | None
     test_y: torch.Tensor
     seconds: float
-    cached: bool
     key: str | None = None  # the content key of cached features (None: computed in memory for this run)
     val_id: str = "full"  # which validation examples: the whole split, or a hash of the run's indices
+
+    @property
+    def cached(self) -> bool:
+        return self.key is not None
 
     def datasets(self, subset, with_test: bool) -> tuple[TensorDataset, TensorDataset, TensorDataset | None]:
         """The training subset's, the validation examples' and (``with_test``) the test split's features."""
