@@ -786,7 +786,9 @@ def test_a_sweep_in_another_job_order_records_the_same_results_and_verdicts(stor
         for metric in ("test/acc", "test/loss", "val/acc", "delta/test/acc"):
             assert run.data.metrics.get(metric) == other.data.metrics.get(metric), (run.info.run_name, metric)
         assert run.data.tags["cell_key"] == other.data.tags["cell_key"]
-    pd.testing.assert_frame_equal(cells_f, cells_b)
+    timed = [c for c in cells_f if c.endswith("_fit_s")]  # wall seconds of the fits: the one thing that may differ
+    assert timed and (cells_f[timed] > 0).all().all()
+    pd.testing.assert_frame_equal(cells_f.drop(columns=timed), cells_b.drop(columns=timed))
     assert len(verdicts_f) == 2 and verdicts_f == verdicts_b
     assert len(cells_f) == 2 and set(cells_f["n"]) == {2}
 

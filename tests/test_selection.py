@@ -74,8 +74,9 @@ def test_a_real_run_records_the_argmax_of_its_logged_val_curve(store, tmp_path):
     probe at a rate high enough for a bumpy curve): the run's ``selected_epoch`` metric is the first epoch of highest
     logged ``val/acc``, and ``selection`` is a param of the run."""
     tiny_source = ["source.weights.recipe.epochs=1", "source.weights.dataset.n_per_class=40"]
-    cfg = compose([*tiny_source, "strategy=linear_probe", "selection=best_val", "label_budget=5", "budget.epochs=24",
-                   "budget.min_steps=0", "budget.lr=0.3", "scores=false"])  # fmt: skip
+    cfg = compose([*tiny_source, "strategy=linear_probe", "strategy.probe.head=sgd", "selection=best_val",
+                   "label_budget=5", "budget.epochs=24", "budget.min_steps=0", "budget.lr=0.3",
+                   "scores=false"])  # fmt: skip
     HydraConfig.instance().set_config(cfg)
     client = tracking.open_store(store)
     ctx = Context(client, tracking.ensure_experiment(client, "selection"), tmp_path / "cache")
