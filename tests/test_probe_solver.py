@@ -29,14 +29,15 @@ def sklearn_fit(x: np.ndarray, y: np.ndarray, C: float) -> LogisticRegression:
 
 
 def check_against_sklearn(x, y, x_eval, y_eval, C: float, num_classes: int) -> None:
-    """At strength ``C``, the solver's and scikit-learn's solutions: objective within 1e-4 relative, accuracy on
-    held-out examples within 0.005."""
+    """At strength ``C``, the solver's (at its default tolerance) and scikit-learn's (at 1e-10) solutions: objective
+    within 1e-4 relative or 2e-5 absolute (in mean cross-entropy: at C = 1e4 the pixels are nearly separable and J is
+    about 5e-4), accuracy on held-out examples within 0.005."""
     ours = fit_one(torch.as_tensor(x), torch.as_tensor(y), num_classes, C)
     sk = sklearn_fit(x, y, C)
     w, b = torch.from_numpy(sk.coef_), torch.from_numpy(sk.intercept_)
     theirs = float(objective(w, b, torch.as_tensor(x).double(), torch.as_tensor(y), C))
     assert ours.converged
-    assert ours.objective == pytest.approx(theirs, rel=1e-4)
+    assert ours.objective == pytest.approx(theirs, rel=1e-4, abs=2e-5) and ours.objective >= theirs - 1e-9
     acc, _ = score(ours, torch.as_tensor(x_eval), torch.as_tensor(y_eval))
     assert acc == pytest.approx(float((sk.predict(x_eval) == y_eval).mean()), abs=0.005)
 
