@@ -72,7 +72,7 @@ class SweepCallback(Callback):
             asdict(design) if design is not None else None,
             # adaptive: rounds decide; a tuning sweeper (Optuna): its trials
             jobs=None if design is not None or not enumerates(config) else len(sweep_overrides(config)),
-            at_cap=bool(config.verdict.get("at_cap", False)),
+            at_cap=bool(config.verdict.at_cap),
         )
         client = tracking.open_store(uri)
         exp = client.get_experiment_by_name(str(config.tracking.experiment))

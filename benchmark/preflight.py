@@ -17,7 +17,7 @@ from hydra.core.override_parser.types import Override
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import metrics
+from benchmark import config_defaults, metrics
 from benchmark.compose import (
     build_budget,
     build_job,
@@ -116,7 +116,7 @@ def describe(exc: BaseException) -> str:
 
 def rerun_problems(cfg: DictConfig) -> list[str]:
     """``rerun=`` must be a choice; ``check_rerun`` raises, naming the bad value and the choices."""
-    check_rerun(cfg.get("rerun", "none"))
+    check_rerun(cfg.get("rerun", config_defaults.RERUN))
     return []
 
 

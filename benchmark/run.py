@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from benchmark import phases
+from benchmark import config_defaults, phases
 from benchmark.config_path import CONFIG_NAME, CONFIG_PATH
 from benchmark.threads import job_threads, parallel_launcher, set_threads
 
@@ -59,7 +59,7 @@ def _run_job(cfg: DictConfig, watch: phases.Stopwatch) -> float | None:
     try:
         tracking.bound_outage(cfg.tracking.get("outage_s"))
         uri = state.tracking_uri if state is not None else tracking.resolve_uri(cfg.tracking.uri, root)
-        rerun = check_rerun(cfg.get("rerun", "none"))
+        rerun = check_rerun(cfg.get("rerun", config_defaults.RERUN))
         job_num = int(hc.job.num) if multirun else 0  # a single run has no job number (Hydra leaves it unset)
         with phases.phase("compose"):  # a sweep's job as preflight built it, when this process did
             job = (sweep_jobs.take(hc.overrides.task) if multirun else None) or build_job(cfg, choices)

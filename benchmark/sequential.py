@@ -81,7 +81,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from benchmark import metrics
+from benchmark import config_defaults, metrics
 from benchmark.stats import EQUIVALENT, INCONCLUSIVE, NEGATIVE, POSITIVE
 
 OPEN = "open"
@@ -101,13 +101,13 @@ class SequentialDesign:
     16-test family at α = 0.05, with the default 2^19); ``null_seed`` makes them reproducible.
     """
 
-    min_seeds: int = 3
-    max_seeds: int = 10
-    step: int = 1
-    alpha: float = 0.05
-    margin: float = 0.0
-    shape: float = 0.0
-    futility: float = 0.0
+    min_seeds: int = int(config_defaults.SEEDS["min"])  # every default is conf/config.yaml's (seeds.*, verdict.*)
+    max_seeds: int = int(config_defaults.SEEDS["max"])
+    step: int = int(config_defaults.SEEDS["step"])
+    alpha: float = config_defaults.ALPHA
+    margin: float = config_defaults.MARGIN
+    shape: float = float(config_defaults.SEEDS["shape"])
+    futility: float = float(config_defaults.SEEDS["futility"])
     n_null: int = 1 << 19
     null_seed: int = 0
 
@@ -409,7 +409,7 @@ def _oriented(cells: Mapping[Hashable, Sequence[float]], metric: str) -> dict[Ha
 
 
 def decide(
-    cells: Mapping[Hashable, Sequence[float]], design: SequentialDesign, metric: str = "test/acc"
+    cells: Mapping[Hashable, Sequence[float]], design: SequentialDesign, metric: str = config_defaults.METRIC
 ) -> dict[Hashable, CellDecision]:
     """Verdicts of one family of cells from the deltas observed so far.
 
@@ -455,7 +455,7 @@ def decide(
 
 
 def plan_next_round(
-    cells: Mapping[Hashable, Sequence[float]], design: SequentialDesign, metric: str = "test/acc"
+    cells: Mapping[Hashable, Sequence[float]], design: SequentialDesign, metric: str = config_defaults.METRIC
 ) -> dict[Hashable, int]:
     """How many seeds each cell should have after the next round: the next look for open cells, the seeds it already
     has for decided ones. A sweep launches seeds ``range(n_wanted)`` that are missing; an empty difference everywhere

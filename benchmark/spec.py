@@ -9,7 +9,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from benchmark import provenance
+from benchmark import config_defaults, provenance
 from benchmark.augment import Augment
 from benchmark.data import Preprocessing
 from benchmark.lineage import Lineage
@@ -63,7 +63,7 @@ class Context:
     parent_run_id: str | None = None
     sweep_id: str | None = None
     git_sha: str = field(default_factory=provenance.git_sha)
-    rerun: str = "none"
+    rerun: str = config_defaults.RERUN
     lineage: Lineage = field(default_factory=Lineage)
 
 

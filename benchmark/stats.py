@@ -82,11 +82,11 @@ class PairedSummary:
     adj_low: float = math.nan
     adj_high: float = math.nan
     zero_variance: bool = False
-    alpha: float = 0.05
-    margin: float = 0.0
+    alpha: float = math.nan  # the rule's level and margin (``paired_summary`` always sets both)
+    margin: float = math.nan
 
 
-def bootstrap_ci(d: np.ndarray, alpha: float = 0.05, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(d: np.ndarray, alpha: float, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``d``; NaN below ``MIN_BOOTSTRAP`` values (it under-covers)."""
     d = np.asarray(d, dtype=float)
     if len(d) < MIN_BOOTSTRAP:
@@ -173,10 +173,11 @@ def adjusted_interval(s: PairedSummary, p: float, p_adjusted: float) -> tuple[fl
 
 
 def paired_summary(
-    deltas: Sequence[float] | np.ndarray, alpha: float = 0.05, margin: float = 0.0, n_boot: int = 10_000
+    deltas: Sequence[float] | np.ndarray, alpha: float, margin: float, n_boot: int = 10_000
 ) -> PairedSummary:
     """Statistics of one cell's oriented paired deltas, with the verdict of a one-cell family (``adjust`` applies
-    Holm over the cells of a family)."""
+    Holm over the cells of a family). ``alpha`` and ``margin`` are the rule's (``verdict.*``; no default here: the
+    one home of the defaults is ``conf/config.yaml``, read by ``benchmark.config_defaults``)."""
     if margin < 0 or not 0 < alpha < 1:
         raise ValueError(f"need margin >= 0 and 0 < alpha < 1, got margin={margin!r}, alpha={alpha!r}")
     d = np.asarray(deltas, dtype=float)
@@ -228,7 +229,7 @@ def family_size(summaries: Sequence[PairedSummary]) -> int:
     return sum(1 for s in summaries if not math.isnan(s.p_direction))
 
 
-def power(effect: float, sd: float, n: int, margin: float, alpha: float = 0.05, family: int = 1) -> float:
+def power(effect: float, sd: float, n: int, margin: float, alpha: float, family: int = 1) -> float:
     """Probability that the rule calls a true oriented effect ``effect`` > margin positive with ``n`` seeds of
     per-seed standard deviation ``sd``, in a family of ``family`` cells where every other cell is null
     (Bonferroni level ``α/family``: Holm's first step, so a lower bound under Holm).

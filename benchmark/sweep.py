@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmark import metrics, tracking
+from benchmark import config_defaults, metrics, tracking
 from benchmark.util import atomic_path
 
 log = logging.getLogger(__name__)
@@ -45,10 +45,10 @@ class SweepState:
     parent_run_id: str
     sweep_id: str
     sweep_dir: str
-    metric: str = "test/acc"
-    alpha: float = 0.05
-    margin: float = 0.0
-    at_cap: bool = False  # verdict.at_cap: budget-limited cells keep the statistics' verdict
+    metric: str  # the sweep's verdict rule (verdict.*), always the composed config's
+    alpha: float
+    margin: float
+    at_cap: bool  # verdict.at_cap: budget-limited cells keep the statistics' verdict
     finalized: bool = False
     design: dict | None = None  # adaptive seeds: the ``benchmark.sequential.SequentialDesign`` the verdicts follow
     jobs: int = 0  # the sweep's job count (``benchmark.preflight.sweep_overrides``); 0 when unknown (adaptive)
@@ -79,7 +79,7 @@ def start(
     margin: float,
     design: dict | None = None,
     jobs: int | None = 0,
-    at_cap: bool = False,
+    at_cap: bool = config_defaults.AT_CAP,
 ) -> SweepState:
     """Create the store (once), the experiment and a RUNNING parent run; write the state file for the jobs.
 

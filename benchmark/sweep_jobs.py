@@ -31,6 +31,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from benchmark import config_defaults
 from benchmark.compose import build_job, config
 from benchmark.config_path import CONFIG_NAME
 from benchmark.spec import JobSpec
@@ -117,7 +118,7 @@ def sweep_job(overrides: Sequence[str], cfg: DictConfig | None = None) -> JobSpe
         else:
             job = build_job(cfg, dict(cfg.hydra.runtime.choices))
         _JOBS[key] = job
-        _RERUN[key] = str(cfg.get("rerun", "none"))
+        _RERUN[key] = str(cfg.get("rerun", config_defaults.RERUN))
     return _JOBS[key]
 
 

@@ -36,7 +36,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark import reuse, sequential, sources_first, sweep, sweep_jobs, tracking
+from benchmark import config_defaults, reuse, sequential, sources_first, sweep, sweep_jobs, tracking
 
 log = logging.getLogger("benchmark")
 
@@ -47,18 +47,18 @@ MODES = ("fixed", "adaptive")
 
 def design_of(config: DictConfig) -> sequential.SequentialDesign | None:
     """The sweep's sequential design (None: ``seeds.mode=fixed``); a ValueError names a bad mode."""
-    seeds = config.get("seeds") or {}
-    mode = seeds.get("mode", "fixed")
+    seeds = {**config_defaults.SEEDS, **(config.get("seeds") or {})}  # a key deleted by ~seeds.x: the YAML's default
+    mode = seeds["mode"]
     if mode not in MODES:
         raise ValueError(f"seeds.mode={mode!r} is not a valid choice; choose one of: {', '.join(MODES)}")
     if mode == "fixed":
         return None
     return sequential.SequentialDesign(
-        min_seeds=int(seeds.get("min", 3)),
-        max_seeds=int(seeds.get("max", 10)),
-        step=int(seeds.get("step", 1)),
-        shape=float(seeds.get("shape", 0.0)),
-        futility=float(seeds.get("futility", 0.0)),
+        min_seeds=int(seeds["min"]),
+        max_seeds=int(seeds["max"]),
+        step=int(seeds["step"]),
+        shape=float(seeds["shape"]),
+        futility=float(seeds["futility"]),
         alpha=float(config.verdict.alpha),
         margin=float(config.verdict.margin),
     )
@@ -148,7 +148,7 @@ class TransferSweeper(Sweeper):
         recorded here without Hydra (``benchmark.reuse``). Jobs keep their numbers, so the jobs to launch go to the
         launcher in runs of consecutive numbers (a parallel launcher runs one run at a time)."""
         state = sweep.find_state(Path(self.config.hydra.sweep.dir))
-        done = reuse.find_done(state, batch, str(self.config.get("rerun", "none"))) if state else {}
+        done = reuse.find_done(state, batch, str(self.config.get("rerun", config_defaults.RERUN))) if state else {}
         todo = [i for i in range(len(batch)) if i not in done]
         check_composes([batch[i] for i in todo])  # before any job of the batch runs
         if state:

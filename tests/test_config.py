@@ -194,3 +194,38 @@ def test_bad_learning_rates_stop_a_sweep_before_training(tmp_path, store):
         assert f"budget.lr must be a positive finite number, got {value}" in result.stderr, value
     assert MlflowClient(store).search_runs([e.experiment_id for e in MlflowClient(store).search_experiments()]) == []
     assert not (tmp_path / "cache").exists() and not (tmp_path / "sweep" / "transfer_bench_jobs").exists()
+
+
+def test_every_default_of_the_verdict_rule_seeds_and_rerun_is_the_yamls():
+    """A default has one home, conf/config.yaml: the code that runs without a composed config (the report's functions
+    and command line, the sequential design, a job's context) takes it from there; the sweep's saved state and the
+    statistics have none of their own, so nothing can disagree with the YAML."""
+    import dataclasses
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from benchmark import config_defaults, sequential, stats, sweep
+    from benchmark.config_path import CONF_DIR
+    from benchmark.report import build, cells, cli
+    from benchmark.spec import Context
+
+    conf = OmegaConf.load(CONF_DIR / "config.yaml")
+    rule = {"metric": conf.verdict.metric, "alpha": conf.verdict.alpha, "margin": conf.verdict.margin,
+            "at_cap": conf.verdict.at_cap}  # fmt: skip
+    for fn in (cells.summarize, build.build_report):
+        params = inspect.signature(fn).parameters
+        assert {k: params[k].default for k in rule} == rule, fn.__qualname__
+    args = cli.parser().parse_args(["--experiment", "x"])
+    assert {k: getattr(args, k) for k in rule} == rule
+    for k in ("alpha", "margin"):
+        assert inspect.signature(stats.paired_summary).parameters[k].default is inspect.Parameter.empty
+    fields = sweep.SweepState.__dataclass_fields__
+    assert all(fields[k].default is dataclasses.MISSING for k in rule)
+    d = sequential.SequentialDesign()
+    assert (d.min_seeds, d.max_seeds, d.step, d.shape, d.futility, d.alpha, d.margin) == (
+        conf.seeds.min, conf.seeds.max, conf.seeds.step, conf.seeds.shape, conf.seeds.futility, rule["alpha"],
+        rule["margin"])  # fmt: skip
+    assert Context.__dataclass_fields__["rerun"].default == conf.rerun == config_defaults.RERUN
+    with pytest.raises(KeyError, match=r"no 'verdict\.nope'"):
+        config_defaults.default("verdict.nope")

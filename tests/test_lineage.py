@@ -147,13 +147,14 @@ def test_system_metrics_are_sampled_while_a_run_is_open(store, tmp_path):
 
 
 def test_progress_line_counts_jobs_and_estimates_the_rest(tmp_path):
-    state = sweep.SweepState("sqlite:///x", "e", "1", "p", "s", str(tmp_path), jobs=4, started=1000.0)
+    rule = ("test/acc", 0.05, 0.01, False)  # metric, alpha, margin, at_cap
+    state = sweep.SweepState("sqlite:///x", "e", "1", "p", "s", str(tmp_path), *rule, jobs=4, started=1000.0)
     for n in range(2):
         sweep.write_record(sweep.record_path(state, n), {"status": "ok"})
     assert sweep.progress(state, 1, now=1060.0) == "[2/4] 1:00 elapsed, ETA 1:00"
     sweep.write_record(sweep.record_path(state, 2), {"status": "failed"})
     assert sweep.progress(state, 2, now=1090.0) == "[3/4] 1:30 elapsed, ETA 0:30"
-    assert sweep.progress(sweep.SweepState("u", "e", "1", "p", "s", str(tmp_path)), 0) == "[1/?]"
+    assert sweep.progress(sweep.SweepState("u", "e", "1", "p", "s", str(tmp_path), *rule), 0) == "[1/?]"
 
 
 def test_a_sweep_prints_k_of_n_with_an_eta(finished_sweep):

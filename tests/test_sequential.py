@@ -53,7 +53,7 @@ def naive(design: SequentialDesign, x: np.ndarray):
 
 def test_no_effect_keeps_the_family_wise_error_at_alpha_and_naive_looks_do_not():
     # margin 0, δ = 0: both one-sided nulls sit on their boundary, the least favourable case for "positive or negative"
-    design = SequentialDesign(alpha=ALPHA, margin=0.0)
+    design = SequentialDesign(alpha=ALPHA, margin=0.0, futility=0.0)
     x = draw(0.0, 1.0, seed=11)
     seq = simulate(design, x)
     false = np.isin(seq.verdict, [CODE[POSITIVE], CODE[NEGATIVE]]).any(-1)
@@ -68,7 +68,7 @@ def test_no_effect_keeps_the_family_wise_error_at_alpha_and_naive_looks_do_not()
 
 def test_delta_on_the_margin_keeps_positive_and_equivalent_errors_at_alpha():
     # δ = +margin: "positive" (δ > m) and "equivalent" (|δ| < m) are both false, each null at its boundary
-    design = SequentialDesign(alpha=ALPHA, margin=1.0)
+    design = SequentialDesign(alpha=ALPHA, margin=1.0, futility=0.0)
     seq = simulate(design, draw(1.0, 1.0, seed=12))
     for code, name in ((CODE[POSITIVE], "positive"), (CODE[EQUIVALENT], "equivalent")):
         fwer, low, _ = rate((seq.verdict == code).any(-1), f"FWER of false '{name}', δ = +margin")
@@ -83,7 +83,7 @@ def test_delta_on_the_margin_keeps_positive_and_equivalent_errors_at_alpha():
 )
 def test_an_effect_of_twice_the_margin_reaches_the_stated_power(sd, futility, stated_power, max_mean_seeds):
     design = SequentialDesign(alpha=ALPHA, margin=1.0, futility=futility)
-    fixed = SequentialDesign(min_seeds=10, max_seeds=10, alpha=ALPHA, margin=1.0)
+    fixed = SequentialDesign(min_seeds=10, max_seeds=10, alpha=ALPHA, margin=1.0, futility=0.0)
     x = draw(2.0, sd, seed=13)
     seq, fix = simulate(design, x), simulate(fixed, x)
     power, low, _ = rate(seq.verdict == CODE[POSITIVE], f"power, adaptive, δ = 2m, sd = {sd}m")
@@ -97,7 +97,7 @@ def test_an_effect_of_twice_the_margin_reaches_the_stated_power(sd, futility, st
 
 def test_futility_stops_cells_that_cannot_be_decided_and_keeps_the_error_rate():
     # δ = 0 with sd = margin: a verdict is rare at 10 seeds (equivalence needs a tight interval inside ±m)
-    plain, futile = SequentialDesign(margin=1.0), SequentialDesign(margin=1.0, futility=FUTILITY)
+    plain, futile = SequentialDesign(margin=1.0, futility=0.0), SequentialDesign(margin=1.0, futility=FUTILITY)
     x = draw(0.0, 1.0, seed=14)
     a, b = simulate(plain, x), simulate(futile, x)
     print(f"δ = 0, sd = m: seeds per cell {a.n_used.mean():.2f} without futility, {b.n_used.mean():.2f} with")
@@ -116,7 +116,7 @@ def test_futility_stops_cells_that_cannot_be_decided_and_keeps_the_error_rate():
 
 def test_futility_costs_little_power_at_twice_the_margin():
     x = draw(2.0, 1.0, seed=13)
-    plain = simulate(SequentialDesign(alpha=ALPHA, margin=1.0), x)
+    plain = simulate(SequentialDesign(alpha=ALPHA, margin=1.0, futility=0.0), x)
     futile = simulate(SequentialDesign(alpha=ALPHA, margin=1.0, futility=FUTILITY), x)
     power, low, _ = rate(futile.verdict == CODE[POSITIVE], "power with futility, δ = 2m, sd = m")
     plain_power = (plain.verdict == CODE[POSITIVE]).mean()
@@ -126,11 +126,22 @@ def test_futility_costs_little_power_at_twice_the_margin():
 
 
 def test_the_config_default_is_simulated():
+    """The design's defaults are conf/config.yaml's (seeds.*, verdict.*), and its futility is the one simulated here;
+    the tests above state futility=0.0 where they measure the rule without it."""
     from omegaconf import OmegaConf
 
     from benchmark.config_path import CONF_DIR
 
-    assert OmegaConf.load(CONF_DIR / "config.yaml").seeds.futility == FUTILITY
+    conf = OmegaConf.load(CONF_DIR / "config.yaml")
+    assert conf.seeds.futility == FUTILITY == SequentialDesign().futility
+    d = SequentialDesign()
+    assert (d.min_seeds, d.max_seeds, d.step, d.shape) == (
+        conf.seeds.min,
+        conf.seeds.max,
+        conf.seeds.step,
+        conf.seeds.shape,
+    )
+    assert (d.alpha, d.margin) == (conf.verdict.alpha, conf.verdict.margin)
 
 
 def test_a_futile_cell_asks_for_no_more_seeds():
@@ -139,18 +150,18 @@ def test_a_futile_cell_asks_for_no_more_seeds():
     d = decide(cells, design)
     assert d["noise"].verdict == INCONCLUSIVE and d["noise"].n_wanted == d["noise"].n_observed == 5
     assert plan_next_round(cells, design)["noise"] == 5
-    assert decide(cells, SequentialDesign(margin=0.01))["noise"].verdict == OPEN
+    assert decide(cells, SequentialDesign(margin=0.01, futility=0.0))["noise"].verdict == OPEN
     with pytest.raises(ValueError, match=r"futility=1.5 \(need 0 <= futility < 1"):
         SequentialDesign(futility=1.5)
 
 
 def test_one_look_is_the_fixed_rule_of_stats():
     rng = np.random.default_rng(3)
-    design = SequentialDesign(min_seeds=6, max_seeds=6, margin=0.01)
+    design = SequentialDesign(min_seeds=6, max_seeds=6, margin=0.01, futility=0.0)
     for _ in range(30):
         cells = {f"c{i}": rng.normal(rng.choice([-0.03, 0.0, 0.03]), 0.01, 6) for i in range(5)}
         ours = decide(cells, design)
-        theirs = adjust([paired_summary(d, margin=0.01, n_boot=10) for d in cells.values()])
+        theirs = adjust([paired_summary(d, ALPHA, 0.01, n_boot=10) for d in cells.values()])
         for (key, mine), s in zip(ours.items(), theirs, strict=True):
             assert mine.verdict == s.verdict, key
             assert mine.p_direction == pytest.approx(s.p_direction)
@@ -178,7 +189,7 @@ def sweep(truth: dict[str, float], design: SequentialDesign, seed: int, metric: 
 
 
 def test_a_decided_cell_stays_decided():
-    design = SequentialDesign(margin=0.01)
+    design = SequentialDesign(margin=0.01, futility=0.0)
     truth = {"clear": 0.05, "zero": 0.0, "edge": 0.02, "bad": -0.03, "noise": 0.01}
     changes = 0
     for seed in range(10):
@@ -199,7 +210,7 @@ def test_a_decided_cell_stays_decided():
 
 
 def test_equivalent_only_when_the_whole_interval_lies_inside_the_margin():
-    design = SequentialDesign(margin=0.01)
+    design = SequentialDesign(margin=0.01, futility=0.0)
     rng = np.random.default_rng(5)
     seen = set()
     for _ in range(40):
@@ -222,7 +233,7 @@ def test_equivalent_only_when_the_whole_interval_lies_inside_the_margin():
 
 
 def test_direction_follows_the_metric():
-    design = SequentialDesign(margin=0.01)
+    design = SequentialDesign(margin=0.01, futility=0.0)
     lower_loss = [-0.10, -0.12, -0.11, -0.105, -0.115]  # transfer − baseline of a loss: transfer is better
     assert decide({"c": lower_loss}, design, "test/loss")["c"].verdict == POSITIVE
     assert decide({"c": lower_loss}, design, "test/acc")["c"].verdict == NEGATIVE
@@ -233,7 +244,7 @@ def test_direction_follows_the_metric():
 
 
 def test_plan_asks_for_the_next_look_and_counts_cells_without_seeds():
-    design = SequentialDesign(min_seeds=3, max_seeds=9, step=2, margin=0.01)
+    design = SequentialDesign(min_seeds=3, max_seeds=9, step=2, margin=0.01, futility=0.0)
     assert design.looks == (3, 5, 7, 9)
     cells = {
         "new": [],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from benchmark import config_defaults
 from benchmark.report.cells import summarize
 from benchmark.report.efficiency import efficiency, histories
 from benchmark.report.figures import (
@@ -46,13 +47,13 @@ def build_report(
     runs: pd.DataFrame,
     out: Path,
     client: MlflowClient,
-    metric: str = "test/acc",
-    alpha: float = 0.05,
-    margin: float = 0.01,
+    metric: str = config_defaults.METRIC,
+    alpha: float = config_defaults.ALPHA,
+    margin: float = config_defaults.MARGIN,
     title: str = "Transfer versus scratch",
     n_boot: int = 10_000,
     design: dict | None = None,
-    at_cap: bool = False,
+    at_cap: bool = config_defaults.AT_CAP,
 ) -> Report:
     """Tables (Markdown, CSV, LaTeX), figures (PNG) and efficiency numbers for ``runs`` into ``out``.
 

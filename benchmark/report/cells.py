@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from benchmark import config_defaults, sequential
 from benchmark import metrics as metric_schema
-from benchmark import sequential
 from benchmark.stats import BUDGET_LIMITED, INCONCLUSIVE, adjust, paired_summary
 
 CELL = ["source", "target", "strategy", "label_budget"]
@@ -52,13 +52,13 @@ def cell_ids(runs: pd.DataFrame) -> pd.Series:
 
 def summarize(
     runs: pd.DataFrame,
-    metric: str = "test/acc",
-    alpha: float = 0.05,
-    margin: float = 0.01,
+    metric: str = config_defaults.METRIC,
+    alpha: float = config_defaults.ALPHA,
+    margin: float = config_defaults.MARGIN,
     n_boot: int = 10_000,
     against: str = "baseline",
     design: dict | None = None,
-    at_cap: bool = False,
+    at_cap: bool = config_defaults.AT_CAP,
 ) -> pd.DataFrame:
     """One row per cell with paired statistics, Holm-adjusted p-values and verdicts (see ``benchmark.stats``).
 
@@ -201,7 +201,8 @@ def summarize(
 def sequential_verdicts(rows: list[dict], design: dict) -> None:
     """Replace each row's verdict, Holm p-values and interval by the group-sequential rule's (``rows`` carry
     ``deltas``, oriented); the cells of one metric are one family, as in the sweep's rounds."""
-    plan = sequential.SequentialDesign(**design)
+    # a design recorded before the futility stop existed has no ``futility``: it had none (not today's default)
+    plan = sequential.SequentialDesign(**{"futility": 0.0, **design})
     for metric in {r["metric"] for r in rows}:
         family = [r for r in rows if r["metric"] == metric]
         sign = metric_schema.sign(metric)

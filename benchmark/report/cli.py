@@ -18,12 +18,13 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from benchmark import config_defaults
 from benchmark.report.build import build_report
 from benchmark.report.load import default_uri, load_runs
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the report of ``--experiment`` (or of the ``--sweep`` ids) and print it; 1 when there is no run to read."""
+def parser() -> argparse.ArgumentParser:
+    """The command line: its verdict rule's defaults are a sweep's (``conf/config.yaml``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmark.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", required=True, help="MLflow experiment name (e.g. quickstart)")
     parser.add_argument("--sweep", nargs="+", default=None, help="restrict to these sweep ids (parent runs' sweep_id)")
@@ -31,13 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db"
     )
     parser.add_argument("--out", default=None, help="output folder (default reports/<experiment>)")
-    parser.add_argument("--metric", default="test/acc")
-    parser.add_argument("--alpha", type=float, default=0.05)
-    parser.add_argument("--margin", type=float, default=0.01, help="practical margin in metric units")
-    parser.add_argument(
-        "--at-cap", action="store_true", help="budget-limited cells (a side stopped at its cap) keep their verdict"
-    )
-    args = parser.parse_args(argv)
+    parser.add_argument("--metric", default=config_defaults.METRIC, help="paired metric (default: %(default)s)")
+    parser.add_argument("--alpha", type=float, default=config_defaults.ALPHA, help="default: %(default)s")
+    parser.add_argument("--margin", type=float, default=config_defaults.MARGIN,
+                        help="practical margin in metric units (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--at-cap", action=argparse.BooleanOptionalAction, default=config_defaults.AT_CAP,
+                        help="budget-limited cells (a side stopped at its cap) keep their verdict")  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the report of ``--experiment`` (or of the ``--sweep`` ids) and print it; 1 when there is no run to read."""
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     client = MlflowClient(args.tracking_uri or default_uri())
     runs = load_runs(args.experiment, sweep_ids=args.sweep, client=client, include_failed=True)

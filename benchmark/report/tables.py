@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from benchmark import config_defaults
 from benchmark.report.cells import INCOMPLETE
 from benchmark.stats import BUDGET_LIMITED, EQUIVALENT, NEGATIVE, POSITIVE
 
@@ -47,7 +48,7 @@ def table_rows(cells: pd.DataFrame, metric: str | None = None, reference: str = 
     the p-value is the adjusted p of the test behind the verdict (equivalence for ``equivalent``, else directional).
     """
     rows = []
-    show_metric = "metric" in cells and (cells["metric"] != (metric or "test/acc")).any()
+    show_metric = "metric" in cells and (cells["metric"] != (metric or config_defaults.METRIC)).any()
     show_variant = "variant" in cells and (cells["variant"] != "").any()
     # steps reached per side, when the sides' steps differ somewhere (budget.mode=converged, a solved probe)
     show_steps = (
