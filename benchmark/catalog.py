@@ -1,9 +1,10 @@
-"""The README's option tables, generated from ``conf/`` so that they cannot go stale.
+"""The documentation's option tables, generated from ``conf/`` so that they cannot go stale.
 
-``python -m benchmark.catalog`` prints them; ``python -m benchmark.catalog --write README.md`` rewrites the README's
-generated blocks (between ``<!-- catalog:NAME -->`` and ``<!-- /catalog -->``); ``tests/test_readme.py`` fails when
-a block differs from what this module generates. Each option is described by its YAML's header comment; a strategy's
-comparison columns come from its ``meta`` block, a source's weights from its weights kind.
+``python -m benchmark.catalog`` prints them; ``python -m benchmark.catalog --write`` rewrites the generated blocks
+(between ``<!-- catalog:NAME -->`` and ``<!-- /catalog -->``) of every page of ``docs/`` that has one (or of the
+files given); ``tests/test_readme.py`` fails when a block differs from what this module generates. Each option is
+described by its YAML's header comment; a strategy's comparison columns come from its ``meta`` block, a source's
+weights from its weights kind.
 """
 
 from __future__ import annotations
@@ -92,18 +93,30 @@ def render(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.catalog", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write", type=Path, default=None, help="rewrite the generated blocks of this file")
+    parser.add_argument(
+        "--write",
+        type=Path,
+        nargs="*",
+        default=None,
+        help="rewrite the generated blocks of these files (none given: every page of docs/ with one)",
+    )
     args = parser.parse_args(argv)
     if args.write is None:
         for name, make in BLOCKS.items():
             print(f"<!-- catalog:{name} -->\n{make()}<!-- /catalog -->\n")
         return 0
-    text = args.write.read_text()
-    new = render(text)
-    if new != text:
-        args.write.write_text(new)
-    print(f"{args.write}: {'updated' if new != text else 'already up to date'}", file=sys.stderr)
+    for path in args.write or pages():
+        text = path.read_text()
+        new = render(text)
+        if new != text:
+            path.write_text(new)
+        print(f"{path}: {'updated' if new != text else 'already up to date'}", file=sys.stderr)
     return 0
+
+
+def pages(docs: Path = CONF_DIR.parent / "docs") -> list[Path]:
+    """The pages of ``docs`` (the checkout's, next to ``conf/``) that hold a generated block."""
+    return sorted(p for p in docs.rglob("*.md") if BLOCK.search(p.read_text()))
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def label_subset(labels: np.ndarray, budget: int | None, seed: int, target_id: s
 
 
 VALIDATION = ("full", "budget")
-"""``validation=`` choices, the examples that score model selection and a sweep's objective (README "Tuning"):
+"""``validation=`` choices, the examples that score model selection and a sweep's objective (docs/tutorials/tuning.md):
 ``full`` is the target's whole validation split; ``budget`` holds at most ``label_budget`` of its examples per class,
 so that choosing an epoch or a hyperparameter costs no more labels per class than training had."""
 

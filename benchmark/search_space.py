@@ -1,5 +1,5 @@
-"""Tuning settings and search spaces (README "Tuning"): the ``tuning:`` block of the primary config and the ``search:``
-block of a strategy's YAML, parsed and checked here and nowhere else.
+"""Tuning settings and search spaces (docs/tutorials/tuning.md): the ``tuning:`` block of the primary config and the
+``search:`` block of a strategy's YAML, parsed and checked here and nowhere else.
 
 A space is a mapping ``name -> entry``; an entry is either an interval ``{low, high, log}`` (``int: true`` for whole
 numbers) or ``{choices: [...]}``. The shared space ranges over the training budget (``budget.*``: the same for a

@@ -65,7 +65,7 @@ cell at, so Holm's correction never makes a cell look more hopeless than it is. 
 of group-sequential trials: it only ever stops looking, never rejects, and the efficacy boundaries are the ones
 above, computed as if no cell ever stopped early, so every p̃ stays valid and the family-wise error stays ≤ α (a
 stopped cell keeps the p̃ of its last look in the Holm family). It costs some power: the simulations of
-``tests/test_sequential.py`` and README "Adaptive seeds" give it next to the seeds it saves.
+``tests/test_sequential.py`` and docs/tutorials/adaptive-seeds.md give it next to the seeds it saves.
 
 Longer than most modules (about 450 lines) because a third of it is this derivation: the design, its calibration and
 its decisions are one argument and are read together.

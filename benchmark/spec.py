@@ -34,7 +34,7 @@ class SourceSpec:
 
 
 RERUN = ("none", "failed", "all")
-"""``rerun=`` choices, what a job trains again although a run of its key exists (README "Sweeps that survive"):
+"""``rerun=`` choices, what a job trains again although a run of its key exists (docs/how-to/resume-and-outages.md):
 
 * ``none``: a FINISHED run of the key is reused; a key without one is trained (a FAILED/KILLED run that left a
   checkpoint resumes in place, as the same MLflow run);

@@ -230,7 +230,7 @@ def record_cells(
             "comparison": comparison, "verdict": c.verdict, "incomplete": str(bool(c.incomplete)).lower(),
             "holm_family": family, "run_ids": ",".join(c.run_ids)[:5000],
         }  # fmt: skip
-        if c.get("tuned", False):  # README "Tuning": a study chose the cell's values; an oracle selection is named
+        if c.get("tuned", False):  # a study chose the values (docs/tutorials/tuning.md); an oracle is named
             tags.update({"tuned": "true", **({"selection_oracle": "true"} if c.get("selection_oracle") else {})})
         run_id = tracking.create_run(client, experiment_id, name, tags, parent_run_id)
         values = {k: float(c[col]) for k, col in CELL_METRICS.items() if not math.isnan(float(c[col]))}

@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 @dataclass(frozen=True)
 class Budget:
-    """The training budget of a transfer run and of its from-scratch baseline (README "How a verdict is decided").
+    """The training budget of a transfer run and of its from-scratch baseline (docs/concepts/verdicts.md).
 
     ``mode`` says what "the same budget" means:
 

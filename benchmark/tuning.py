@@ -1,5 +1,5 @@
-"""A cell's tuning study (README "Tuning"): K trials drawn by Optuna from the cell's space, each an MLflow run of its
-own, scored on selection data only; the best trial's values are what the cell's seeds then train with.
+"""A cell's tuning study (docs/tutorials/tuning.md): K trials drawn by Optuna from the cell's space, each an MLflow
+run of its own, scored on selection data only; the best trial's values are what the cell's seeds then train with.
 
 DomainBed's protocol with matched baselines: a transfer run, its baseline and its reference each get a study of the
 same K over the same shared space (``benchmark.search_space``), so no side of a pair is tuned more than the other.

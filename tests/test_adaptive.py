@@ -1,4 +1,5 @@
-"""Adaptive seeds through a real sweep (README "Adaptive seeds"): the sweeper launches the design's seeds only where
+"""Adaptive seeds through a real sweep (docs/tutorials/adaptive-seeds.md): the sweeper launches the design's seeds
+only where
 the verdict is still open, reads the deltas from the store, and a re-run replays the rounds from the store."""
 
 from __future__ import annotations

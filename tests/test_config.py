@@ -113,7 +113,7 @@ def test_bad_input_is_rejected_before_training():
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Where runs are recorded (README "Config groups": the default store is sqlite:///<project>/mlflow.db;
+# Where runs are recorded (docs/guide/daily-use.md ("Config groups"): the default store is sqlite:///<project>/mlflow.db;
 # `tracking.uri=...` or MLFLOW_TRACKING_URI override it), through the real entry point
 
 
@@ -181,7 +181,7 @@ def test_reports_and_team_mode_read_the_same_defaults(store, tmp_path, monkeypat
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Preflight (README "Sweeps that survive": bad learning rates are reported before anything trains)
+# Preflight (docs/how-to/resume-and-outages.md: bad learning rates are reported before anything trains)
 
 
 def test_bad_learning_rates_stop_a_sweep_before_training(tmp_path, store):

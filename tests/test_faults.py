@@ -119,7 +119,7 @@ def _copy_store(store: str, dest: Path) -> str:
 
 @pytest.mark.slow
 def test_sigkill_mid_training_then_rerun_resumes_from_the_checkpoint_and_finishes_only_what_is_missing(tmp_path, store):
-    """README "Sweeps that survive": a killed run is trained again in place from its last epoch checkpoint (same
+    """docs/how-to/resume-and-outages.md: a killed run is trained again in place from its last epoch checkpoint (same
     run id, its curves continue), FINISHED runs are reused, the dead sweep's RUNNING runs are reaped.
 
     The fine-tune run is killed mid-training (its baseline has FINISHED by then). After the re-run, the run must
@@ -194,7 +194,8 @@ def test_sigkill_mid_training_then_rerun_resumes_from_the_checkpoint_and_finishe
     "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["sigterm", "ctrl_c"]
 )
 def test_an_interrupt_ends_runs_in_flight_and_the_parent_as_killed(tmp_path, store, signum):
-    """README "Failure isolation": Ctrl-C or SIGTERM ends the runs in flight and the parent as KILLED, exit 130/143.
+    """docs/how-to/resume-and-outages.md ("Failure isolation"): Ctrl-C or SIGTERM ends the runs in flight and the
+    parent as KILLED, exit 130/143.
 
     The signal goes to the sweep's whole process group, as a terminal's Ctrl-C (SIGINT) or ``kill -TERM -<pgid>``
     does, while a job is training.
@@ -243,7 +244,8 @@ def test_a_diverging_run_fails_with_a_tag_and_the_sweep_goes_on(tmp_path, store)
 
 
 def test_the_reaper_fails_dead_reused_and_silent_runs_and_spares_live_ones(store):
-    """README "No zombies": a RUNNING run whose owner is gone is marked FAILED with ``failure_reason = stale: ...``.
+    """docs/how-to/resume-and-outages.md ("No zombies"): a RUNNING run whose owner is gone is marked FAILED with
+    ``failure_reason = stale: ...``.
 
     Real runs in a real SQLite store, with the tags a job sets (``host``, ``pid``, ``pid_start``, ``heartbeat``):
     same host with a dead PID or a live PID whose start time differs (the PID was reused), another host whose
@@ -319,7 +321,7 @@ def test_corrupt_images_are_skipped_or_rejected_by_path(tmp_path, store, policy)
 
 @pytest.mark.slow
 def test_parallel_jobs_create_and_share_a_fresh_store(tmp_path):
-    """README "Parallel, team and cluster runs": 4 jobs at once in worker processes on a store that does not exist
+    """docs/how-to/clusters-and-team-server.md: 4 jobs at once in worker processes on a store that does not exist
     yet. The launching process creates and migrates it (in WAL mode) before any worker opens it; no run is lost,
     no "database is locked"; the jobs ran in distinct processes at overlapping times, each with ``cores // n_jobs``
     torch threads (at least 1), as its ``threads`` tag records."""

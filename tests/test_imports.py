@@ -1,4 +1,5 @@
-"""The package's import graph (README "Layout"): no cycle inside ``benchmark/``, counting imports placed inside
+"""The package's import graph (docs/development.md ("Layout")): no cycle inside ``benchmark/``, counting imports
+placed inside
 functions too, and no function-local import of a ``benchmark`` module without a comment saying why (a local
 import stays only to keep an optional heavy dependency off a start-up path, never to dodge a cycle)."""
 

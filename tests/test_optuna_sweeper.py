@@ -1,4 +1,5 @@
-"""Hydra's Optuna sweeper driving the app (README "Tuning"): a real study, a real store. The trials' objective is
+"""Hydra's Optuna sweeper driving the app (docs/tutorials/tuning.md): a real study, a real store. The trials'
+objective is
 the validation accuracy of the selected weights, never a test metric; the sweep still gets its parent run, its cell
 runs and verdicts; a study pointed the wrong way is stopped at preflight."""
 

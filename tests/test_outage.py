@@ -1,4 +1,5 @@
-"""A tracking server outage longer than the client's retries (README "Outages"): the server is killed while a sweep
+"""A tracking server outage longer than the client's retries (docs/how-to/clusters-and-team-server.md ("Outages")):
+the server is killed while a sweep
 trains, kept down past ``tracking.outage_s``, and restarted; the same command run again completes only what is
 missing. And a sweep started while the server is down says so before training anything."""
 

@@ -604,7 +604,7 @@ def _sweep_store(client, exp: str, f1_shift: dict | None = None) -> dict:
 
 
 def test_efficiency_counts_steps_and_seconds_to_the_baselines_final_val_acc(store, tmp_path):
-    """README "Reports": efficiency.csv has, for each transfer run, the optimiser steps and seconds to reach its
+    """docs/how-to/reports.md: efficiency.csv has, for each transfer run, the optimiser steps and seconds to reach its
     baseline's final val accuracy and the share of the baseline's training that saves; time_saved.png shows it."""
     client = MlflowClient(store)
     _sweep_store(client, tracking.ensure_experiment(client, "efficiency"))
@@ -716,7 +716,7 @@ def test_verdict_overrides_reach_a_sweeps_verdicts(store, tmp_path, override):
 
 
 def test_crossover_is_the_first_budget_where_transfer_stops_helping(store, tmp_path):
-    """README "Reports": data_efficiency.png marks, and crossovers.csv lists, the budget where transfer stops
+    """docs/how-to/reports.md: data_efficiency.png marks, and crossovers.csv lists, the budget where transfer stops
     helping (the smallest budget above a helping one where the mean delta is <= 0), budgets in numeric order."""
     budgets = ["1", "5", "20", "100", "all"]
     scratch = {b: [0.50 + 0.1 * i, 0.52 + 0.1 * i] for i, b in enumerate(budgets)}
@@ -794,7 +794,7 @@ def test_a_sweep_in_another_job_order_records_the_same_results_and_verdicts(stor
 
 
 def test_the_report_flags_pairs_computed_by_different_code(store, tmp_path):
-    """README "Provenance": a pair whose baseline ran another commit or library version is named in the report
+    """docs/concepts/mlflow.md ("Provenance"): a pair whose baseline ran another commit or library version is named in the report
     (``provenance.csv``, a section of ``report.md``, ``report/pairs_provenance_mismatch``); matching pairs are not."""
     client = MlflowClient(store)
     exp = tracking.ensure_experiment(client, "provenance")

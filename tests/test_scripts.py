@@ -1,5 +1,5 @@
 """The helper scripts, run for real: ``scripts/mlflow_server.sh`` listens on loopback unless ``HOST`` says otherwise
-(README "Security": nothing listens beyond 127.0.0.1 unless you set ``HOST``)."""
+(docs/how-to/clusters-and-team-server.md ("Security"): nothing listens beyond 127.0.0.1 unless you set ``HOST``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Model selection (README "Daily use": ``selection`` is the logged rule that picks the weights scored on the test
+"""Model selection (docs/guide/daily-use.md: ``selection`` is the logged rule that picks the weights scored on the test
 split): ``best_val`` scores the epoch with the highest logged ``val/acc``, ``last`` the final epoch, in both training
 loops (Lightning, and ``benchmark.train.fit_in_memory`` for heads on cached features).
 

@@ -134,7 +134,7 @@ def test_a_job_that_does_not_compose_stops_the_sweep_before_anything_trains(tmp_
 
 @pytest.mark.slow
 def test_a_parallel_sweep_pretrains_its_sources_side_by_side_before_its_jobs(tmp_path, store):
-    """README "Parallel, team and cluster runs": on the joblib launcher, the sweep's sources are pretrained in the
+    """docs/how-to/clusters-and-team-server.md: on the joblib launcher, the sweep's sources are pretrained in the
     launcher's workers before any job starts (``benchmark.sources_first``), so no worker waits on a source's lock
     while another pretrains it. Each source is pretrained once, as a run of the sweep, before the first job's run;
     the jobs load it; the verdicts are there."""
@@ -157,7 +157,8 @@ def test_a_parallel_sweep_pretrains_its_sources_side_by_side_before_its_jobs(tmp
 
 
 def test_a_failing_job_is_isolated_and_recorded(tmp_path, store):
-    """README "Failure isolation": a failed job leaves a FAILED run with ``traceback.txt`` and ``failure_reason``;
+    """docs/how-to/resume-and-outages.md ("Failure isolation"): a failed job leaves a FAILED run with
+    ``traceback.txt`` and ``failure_reason``;
     the other jobs go on; the parent ends FAILED with ``failed_cells`` and the command exits 1.
 
     1000 examples per class do not exist: that job, the middle one of three, fails; the jobs before and after it

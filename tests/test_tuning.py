@@ -1,4 +1,5 @@
-"""Honest selection data for tuning (README "Tuning"): the value a job returns to Hydra (what a tuning sweeper such
+"""Honest selection data for tuning (docs/tutorials/tuning.md): the value a job returns to Hydra (what a tuning
+sweeper such
 as Optuna maximises) is a validation metric that never reads the test split, ``validation=budget`` scores selection
 on no more labels per class than training had, and preflight does not crash on a sweeper other than the app's."""
 

@@ -149,7 +149,7 @@ def summarize(
             {
                 **{c: first[f"tags.{c}"] for c in CELL},
                 "variant": "" if pd.isna(variant) else str(variant),
-                "tuned": first.get("tags.tuned") == "true",  # a tuning study chose its values (README "Tuning")
+                "tuned": first.get("tags.tuned") == "true",  # a tuning study chose its values (docs: tuning)
                 "selection_oracle": first.get("tags.selection_oracle") == "true",
                 "cell": cell,
                 "metric": cell_metric,

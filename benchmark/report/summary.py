@@ -23,7 +23,7 @@ SEQUENTIAL_NOTE = (
     "is the repeated confidence interval at the level Holm tested the cell at; a cell still open at the last look is "
     "inconclusive."
 )
-"""What an adaptive sweep's report says about its rule (README "Adaptive seeds")."""
+"""What an adaptive sweep's report says about its rule (docs/tutorials/adaptive-seeds.md)."""
 
 
 def rule_text(alpha: float, margin: float) -> str:

@@ -1,4 +1,5 @@
-"""Tuned versus default recipe (README "Tuning"): when an experiment holds both, each tuned cell beside the default
+"""Tuned versus default recipe (docs/tutorials/tuning.md): when an experiment holds both, each tuned cell beside the
+default
 cell of the same source, target, strategy, label budget and other settings, with both verdicts, the values its study
 chose and what the studies cost on each side of the pair.
 
