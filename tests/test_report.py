@@ -152,6 +152,31 @@ def test_cli_writes_tables_and_figures(store, tmp_path, capsys):
         main(["--experiment", "nope", "--tracking-uri", store])
 
 
+def test_a_results_page_is_generated_from_a_store_with_its_provenance(finished_sweep, tmp_path):
+    """``--page`` writes a docs page: the report's table and figures (linked beside the page), headed by each sweep's
+    status, command, commit and host, read from its parent run; the figures it links exist."""
+    import re
+
+    from benchmark.report.page import GENERATED
+
+    store = finished_sweep.copy_store(tmp_path)
+    page = tmp_path / "docs" / "results" / "e2e.md"
+    page.parent.mkdir(parents=True)
+    args = ["--experiment", "e2e", "--tracking-uri", store, "--out", str(tmp_path / "r"), "--page", str(page)]
+    assert main([*args, "--title", "The e2e sweep"]) == 0
+    text = page.read_text()
+    assert text.startswith(GENERATED) and "\n# The e2e sweep\n" in text
+    client = MlflowClient(store)
+    (parent,) = client.search_runs([client.get_experiment_by_name("e2e").experiment_id], "tags.role = 'sweep'")
+    tags = parent.data.tags
+    assert f"sweep `{tags['sweep_id']}` (FINISHED)" in text and f"commit `{tags['git_sha']}`" in text
+    assert f"python -m benchmark.run -m {tags['sweep_overrides'].strip()}" in text
+    assert (tmp_path / "r" / "verdicts.md").read_text().strip() in text  # the report's own table
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links and all((page.parent / link).is_file() for link in links), links
+    assert {Path(link).parent.as_posix() for link in links} == {"e2e"}
+
+
 AA_TARGETS = ["digits", "digits_inverted", "digits_noisy", "digits_rotated"]
 AA_BUDGETS = list(range(1, 16))  # 4 targets x 15 label budgets = 60 cells, each its own label subsets
 AA_SEEDS = 3  # per cell; every cell gets seeds of its own (see aa_shard)

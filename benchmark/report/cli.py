@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from benchmark import config_defaults
 from benchmark.report.build import build_report
 from benchmark.report.load import default_uri, load_runs
+from benchmark.report.page import sweeps_of, write_page
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
         "--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db"
     )
     parser.add_argument("--out", default=None, help="output folder (default reports/<experiment>)")
+    parser.add_argument("--page", type=Path, default=None,
+                        help="also write a results page of the docs (e.g. docs/results/quickstart.md), its figures "
+                        "beside it, headed by the sweeps' commands, commits, host and dates")  # fmt: skip
+    parser.add_argument("--title", default=None, help="the page's and tables' title")
     parser.add_argument("--metric", default=config_defaults.METRIC, help="paired metric (default: %(default)s)")
     parser.add_argument("--alpha", type=float, default=config_defaults.ALPHA, help="default: %(default)s")
     parser.add_argument("--margin", type=float, default=config_defaults.MARGIN,
@@ -51,9 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no FINISHED runs in experiment {args.experiment!r} ({client.tracking_uri})")
         return 1
     out = Path(args.out or Path("reports") / args.experiment)
-    report = build_report(runs, out, client, args.metric, args.alpha, args.margin,
-                          title=f"{args.experiment}: transfer versus scratch", at_cap=args.at_cap)  # fmt: skip
+    title = args.title or f"{args.experiment}: transfer versus scratch"
+    report = build_report(runs, out, client, args.metric, args.alpha, args.margin, title=title,
+                          at_cap=args.at_cap)  # fmt: skip
     print(report.markdown)
+    if args.page is not None:
+        page = write_page(report, args.page, title, sweeps_of(client, args.experiment, args.sweep))
+        print(f"wrote the results page {page}")
     print(f"wrote {len(report.files)} files to {out.resolve()}{os.sep}")
     for f in report.files:
         print(f"  {f.name}")
