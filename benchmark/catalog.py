@@ -83,7 +83,24 @@ def targets_table() -> str:
     return _table(["id", "what it is"], [[f"`{t}`", header("target", t)] for t in options("target")])
 
 
-BLOCKS = {"groups": groups_table, "strategies": strategies_table, "sources": sources_table, "targets": targets_table}
+COMMANDS = ("benchmark.report.cli", "benchmark.ui", "benchmark.rank")
+"""The command lines besides the Hydra app, each with a ``parser()``: their help is the reference."""
+
+
+def commands_reference() -> str:
+    """Each command's ``--help`` (at 110 columns, whatever the terminal), under its name."""
+    import importlib
+
+    out = []
+    for name in COMMANDS:
+        parser = importlib.import_module(name).parser()
+        parser.formatter_class = lambda prog: argparse.HelpFormatter(prog, width=110)
+        out += [f"### `{parser.prog}`\n", "```text", parser.format_help().rstrip(), "```\n"]
+    return "\n".join(out)
+
+
+BLOCKS = {"groups": groups_table, "strategies": strategies_table, "sources": sources_table, "targets": targets_table,
+          "commands": commands_reference}  # fmt: skip
 
 
 def render(text: str) -> str:

@@ -68,7 +68,8 @@ def source_overrides(source: str, overrides: list[str]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (``docs/reference/commands.md`` prints its help)."""
     parser = argparse.ArgumentParser(prog="python -m benchmark.rank", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", required=True, help="a conf/target option, e.g. digits")
     parser.add_argument("--sources", default=None, help="comma-separated conf/source options (default: all)")
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deltas-experiment", default=None, help="MLflow experiment to read realised deltas from "
                         "(default: every experiment of the store)")  # fmt: skip
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides, e.g. target.root=/data/x")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     t0 = time.perf_counter()
     sources = args.sources.split(",") if args.sources else options("source")

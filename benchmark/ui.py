@@ -151,7 +151,8 @@ def _base_url(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (``docs/reference/commands.md`` prints its help)."""
     parser = argparse.ArgumentParser(prog="python -m benchmark.ui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", default=None, help="experiment name (default: the newest with a sweep)")
     parser.add_argument(
@@ -160,7 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback only)")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--print-only", action="store_true", help="print the URLs, do not start the UI")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
     try:
