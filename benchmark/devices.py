@@ -11,16 +11,11 @@ from dataclasses import replace
 
 import torch
 
+from benchmark.launchers import runs_here
 from benchmark.spec import JobSpec
 from benchmark.train import TrainerSettings
 
 GPU_ACCELERATORS = ("gpu", "cuda")
-
-LOCAL_LAUNCHERS = (
-    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
-    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
-)
-"""Launchers whose jobs run on the machine that launches them (Slurm's and Ray's run elsewhere)."""
 
 
 def job_device(job_num: int, n_visible: int, parallel: bool) -> int | None:
@@ -43,7 +38,7 @@ def gpu_problems(trainer: TrainerSettings, launcher: str | None, n_visible: int 
     """A GPU job launched here needs its GPUs here: without them Lightning would fail at the first job, after the
     sweep started. Jobs of another launcher (Slurm, Ray) run on other machines, whose GPUs this one cannot see, so
     they are not checked. ``n_visible`` defaults to ``visible_gpus()``."""
-    if trainer.accelerator not in GPU_ACCELERATORS or launcher not in LOCAL_LAUNCHERS:
+    if trainer.accelerator not in GPU_ACCELERATORS or not runs_here(launcher):
         return []
     devices = trainer.devices
     need = len(devices) if isinstance(devices, (list, tuple)) else 1 if str(devices) in ("auto", "-1") else int(devices)

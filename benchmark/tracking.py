@@ -37,6 +37,19 @@ NOTE_TAG = "mlflow.note.content"  # rendered as Markdown on the run page
 PARAM_VALUE_LIMIT = 6000
 
 
+def check_shared_store(uri: str, jobs_run_here: bool) -> None:
+    """A ValueError when jobs that run on other machines (Slurm, Ray) would share a SQLite file: it would sit on a
+    network filesystem, where SQLite's locking and write-ahead log are unsupported (lost writes, a corrupt store).
+    Jobs of a launcher that runs them here may share one file: they lock it on this machine's filesystem."""
+    if jobs_run_here or not uri.startswith("sqlite:"):
+        return
+    raise ValueError(
+        f"tracking URI {uri!r} is a SQLite file, and this launcher runs the jobs on other machines: SQLite over a "
+        "network filesystem loses writes. Point every job at one tracking server: tracking=server "
+        "tracking.uri=http://<host>:<port> (scripts/mlflow_server.sh; docs/how-to/clusters-and-team-server.md)"
+    )
+
+
 def resolve_uri(uri: str | None, root: Path) -> str:
     """The tracking URI: the config value, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///<root>/mlflow.db``.
 

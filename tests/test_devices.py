@@ -58,7 +58,8 @@ def test_preflight_stops_a_gpu_job_launched_on_a_machine_without_its_gpus():
     """``trainer=gpu`` on this machine: a problem naming the setting, what the machine sees and the way out, before
     any training; with enough GPUs, or with jobs launched on other machines, there is nothing to report."""
     from benchmark.compose import build_trainer
-    from benchmark.devices import LOCAL_LAUNCHERS, gpu_problems, visible_gpus
+    from benchmark.devices import gpu_problems, visible_gpus
+    from benchmark.launchers import LOCAL_LAUNCHERS
     from benchmark.preflight import job_problems
 
     cfg = compose(["trainer=gpu", "strategy=scratch"])

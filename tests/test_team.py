@@ -72,3 +72,21 @@ def test_slurm_launcher_path_with_the_local_executor(tmp_path, store):
     assert {r.info.status for r in runs} == {"FINISHED"}
     parent = next(r for r in runs if r.data.tags["role"] == "sweep")
     assert parent.data.metrics["sweep/jobs"] == 2
+
+
+def test_a_sweep_on_other_machines_refuses_a_sqlite_store_before_training(tmp_path, store):
+    """Slurm's launcher (composed for real, submitit installed) with a SQLite store: the sweep stops before anything
+    trains, naming the URI and the tracking server to use instead; the local executor may share the file."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from benchmark import tracking
+    from benchmark.launchers import runs_here
+
+    result = _sweep(tmp_path, ["hydra/launcher=slurm", f"tracking.uri={store}", "seed=0"])
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"tracking URI {store!r} is a SQLite file" in result.stderr and "tracking=server" in result.stderr
+    assert "Nothing was trained" in result.stderr and not (tmp_path / "cache").exists()
+    client = MlflowClient(store)
+    assert client.get_experiment_by_name("team") is None  # no parent run, no experiment: nothing was started
+    local = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"  # conf/hydra/launcher/slurm_local
+    tracking.check_shared_store(store, runs_here(local))
+    tracking.check_shared_store("http://127.0.0.1:5000", jobs_run_here=False)  # a server is what it asks for
