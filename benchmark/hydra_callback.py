@@ -4,6 +4,7 @@ before the first job, the sweep's verdicts after the last one."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -12,9 +13,11 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from benchmark import provenance, sweep, sweep_jobs, tracking
+from benchmark.credentials import credential_problems, uri_problems
+from benchmark.launchers import runs_here
 from benchmark.preflight import enumerates, preflight, sweep_overrides
 from benchmark.sweeper import design_of
 
@@ -26,15 +29,32 @@ def artifact_root(cfg: DictConfig) -> Path | None:
     return Path(root) if root else None
 
 
+def refuse_credentials(config: DictConfig) -> None:
+    """Stop (exit 2) when an override or the tracking URI carries a credential (``benchmark.credentials``), naming
+    the key, never the value, and nothing else is done."""
+    overrides = [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
+    problems = credential_problems(overrides)
+    uri = OmegaConf.select(config, "tracking.uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    problems += uri_problems(str(uri))
+    if problems:
+        print("\nError: " + "\n  - ".join(["a credential in the config; nothing was run:", *problems]), file=sys.stderr)
+        raise SystemExit(2)  # not an Exception: Hydra would turn a callback's exception into a warning
+
+
 class SweepCallback(Callback):
     """Creates the parent run before the first job and finalises the sweep after the last one."""
 
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_credentials(config)  # before Hydra saves the job's config and overrides
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        refuse_credentials(config)  # before Hydra saves multirun.yaml and the sweep starts
         HydraConfig.instance().set_config(config)  # so ${hydra:...} interpolations resolve here too
         sweep_jobs.forget()  # preflight builds this sweep's jobs afresh, and the sweeper reads them (benchmark.reuse)
         root = Path(config.hydra.runtime.cwd)
         try:  # a bad URI or bound, or a server that does not answer: said before anything is trained
             uri = tracking.resolve_uri(config.tracking.uri, root)
+            tracking.check_shared_store(uri, runs_here(OmegaConf.select(config, "hydra.launcher._target_")))
             outage = tracking.bound_outage(config.tracking.get("outage_s"))
             tracking.check_server(uri, wait_s=tracking.START_WAIT_S)
         except (tracking.ServerUnreachable, ValueError) as exc:
