@@ -15,12 +15,20 @@ import platform
 import subprocess
 import sys
 from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 
 from mlflow.utils import mlflow_tags
 
-LIBRARIES = ("torch", "timm", "pytorch_lightning", "mlflow", "torchmetrics", "numpy")
-"""Libraries whose version is recorded on every run (``version/<name>``), besides ``version/python``."""
+LIBRARIES = ("torch", "timm", "pytorch_lightning", "mlflow", "torchmetrics", "numpy", "scipy", "sklearn", "hydra",
+             "optuna")  # fmt: skip
+"""Libraries whose version is recorded on every run (``version/<name>``), besides ``version/python``: those that
+compute its numbers, and those that decide which runs exist (Hydra's composition, Optuna's trial draws) or what a
+report concludes from them (SciPy's t and Wilcoxon tests)."""
+
+DISTRIBUTIONS = {"scipy": "scipy", "sklearn": "scikit-learn", "hydra": "hydra-core", "optuna": "optuna"}
+"""Libraries read from their installed package's metadata rather than imported (Optuna alone costs a second to
+import, and a run that does not tune never imports it); ``absent`` when not installed."""
 
 CODE_ROOT = Path(__file__).resolve().parents[1]
 """The checkout the running harness was imported from (its commit is the code's identity, whatever the cwd)."""
@@ -32,8 +40,11 @@ def versions() -> dict[str, str]:
     out = {"version/python": platform.python_version()}
     for name in LIBRARIES:
         try:
-            out[f"version/{name}"] = str(importlib.import_module(name).__version__)
-        except (ImportError, AttributeError):
+            if name in DISTRIBUTIONS:
+                out[f"version/{name}"] = metadata.version(DISTRIBUTIONS[name])
+            else:
+                out[f"version/{name}"] = str(importlib.import_module(name).__version__)
+        except (ImportError, AttributeError, metadata.PackageNotFoundError):
             out[f"version/{name}"] = "absent"
     return out
 

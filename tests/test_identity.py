@@ -220,6 +220,12 @@ def test_provenance_mismatch_names_what_differs():
     assert provenance.provenance_mismatch({}, {"version/numpy": math.nan}) == []  # a report frame's missing tag
     assert set(provenance.versions()) == {"version/python"} | {f"version/{n}" for n in provenance.LIBRARIES}
     assert provenance.versions()["version/torch"] == torch.__version__
+    import hydra
+    import scipy
+
+    assert provenance.versions()["version/hydra"] == hydra.__version__  # composition decides which runs exist
+    assert provenance.versions()["version/scipy"] == scipy.__version__  # the statistics of every verdict
+    assert provenance.versions()["version/optuna"] != ""  # trial draws ("absent" where not installed)
 
 
 # ----------------------------------------------------------------------------------------------------------------
