@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -11,6 +10,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:
@@ -21,15 +22,12 @@ def stable_hash(obj: Any, length: int = 12) -> str:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``path`` (created if needed): one process at a time trains a shared artefact
-    (a baseline, a pretrained source), the others wait and then reuse it. Released when the holder dies."""
+    """An exclusive lock on ``path`` (created if needed): one process at a time trains a shared artefact (a
+    baseline, a pretrained source), the others wait and then reuse it. Released when the holder dies. ``filelock``
+    takes ``flock`` on POSIX and ``msvcrt.locking`` on Windows (``fcntl`` alone made the package unimportable there)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(path):
+        yield
 
 
 @contextlib.contextmanager

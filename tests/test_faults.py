@@ -381,3 +381,25 @@ def test_a_store_file_replaced_in_the_same_process_is_opened_anew(tmp_path, _mig
     assert tracking.open_store(uri) is second  # the same file: the same client
     with sqlite3.connect(db) as con:  # the run is in the file at that path, not in a deleted one
         assert con.execute("select count(*) from runs where run_uuid = ?", (run,)).fetchone() == (1,)
+
+
+def test_a_file_lock_excludes_another_process_until_its_holder_dies(tmp_path):
+    """``util.file_lock`` (filelock: flock here, msvcrt on Windows): a second process waits while the first holds the
+    lock, and gets it once the holder is killed (a crashed job never leaves a baseline locked)."""
+
+    lock = tmp_path / "locks" / "baseline.lock"
+    hold = ("import sys, time\nfrom pathlib import Path\nfrom benchmark.util import file_lock\n"
+            "with file_lock(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(600)\n")  # fmt: skip
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        take = ("import sys\nfrom pathlib import Path\nfrom benchmark.util import file_lock\n"
+                "with file_lock(Path(sys.argv[1])):\n    print('taken', flush=True)\n")  # fmt: skip
+        waiter = subprocess.Popen([sys.executable, "-c", take, str(lock)], stdout=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert waiter.poll() is None  # still waiting on the held lock
+        holder.send_signal(signal.SIGKILL)
+        out, _ = waiter.communicate(timeout=60)
+        assert out.strip() == "taken"
+    finally:
+        holder.kill()
