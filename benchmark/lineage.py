@@ -135,6 +135,11 @@ def log_datasets(client: MlflowClient, run_id: str, inputs: list[DatasetInput]) 
 # Models
 
 
+MODEL_FORMAT = "pt2"
+"""How logged models are saved: a ``torch.export`` program, which loads without unpickling (``pickle`` would run
+whatever code a file holds when it is loaded)."""
+
+
 def pip_requirements() -> list[str]:
     """What loading a logged model needs: torch and timm at this process's versions (given, not inferred: MLflow's
     inference loads the model in a subprocess, seconds per run). The harness itself is not needed to load one."""
@@ -153,8 +158,10 @@ def log_model(
     MLflow PyTorch model ``model`` of run ``run_id``; returns its model id.
 
     ``example`` is a small batch of preprocessed inputs: saved as the input example, and the signature (inputs
-    N×C×H×W, outputs N×classes logits) is inferred from it. The model is pickled on the CPU in eval mode, so
-    ``mlflow.pytorch.load_model`` gives a module ready to predict. ``registered_name``: also register it as a new
+    N×C×H×W, outputs N×classes logits) is inferred from it. The model is saved on the CPU in eval mode as a
+    ``torch.export`` program (MLflow's ``pt2`` format, ``data/model.pt2``), never pickled: loading it, with
+    ``mlflow.pytorch.load_model``, executes no code from the file, so a colleague's model from a shared store is safe
+    to open. It is traced with ``example``'s shape, batch size free. ``registered_name``: also register it as a new
     version of that registered model.
     """
     # here, not at the top: MLflow's model flavors cost ~1.7 s of imports, and runs log no model by default
@@ -176,9 +183,10 @@ def log_model(
             path = Path(tmp) / MODEL_NAME
             meta = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id, run_id=run_id,
                          model_id=logged.model_id)  # fmt: skip
-            with _quiet("mlflow.pytorch", "mlflow.models.model"):  # the pickle-format caution, once per run
+            with _quiet("mlflow.pytorch", "mlflow.models.model"):
                 mlflow.pytorch.save_model(cpu, path, mlflow_model=meta, signature=signature, input_example=x.numpy(),
-                                          pip_requirements=pip_requirements())  # fmt: skip
+                                          pip_requirements=pip_requirements(),
+                                          serialization_format=MODEL_FORMAT)  # fmt: skip
             client.log_model_artifacts(logged.model_id, str(path))
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import mlflow
+import mlflow.artifacts
 import mlflow.pytorch
 import pytest
 import torch
@@ -79,6 +81,9 @@ def test_logged_models_reload_with_their_runs_test_accuracy_and_runs_carry_their
         assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 3, 32, 32)
         assert info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 10)
         assert info.saved_input_example_info is not None
+        files = Path(mlflow.artifacts.download_artifacts(f"models:/{output.model_id}", dst_path=str(tmp_path / name)))
+        saved = {f.relative_to(files).as_posix() for f in files.rglob("*") if f.is_file()}
+        assert "data/model.pt2" in saved and not any(f.endswith((".pth", ".pkl")) for f in saved), saved  # no pickle
     # registered under the cell's name, one version per run
     version = client.search_model_versions(f"name='{jobs['finetune'].name.removesuffix('__s0')}'")[0]
     assert version.run_id == runs["finetune"].info.run_id
