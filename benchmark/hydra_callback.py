@@ -57,6 +57,7 @@ class SweepCallback(Callback):
             tracking.check_shared_store(uri, runs_here(OmegaConf.select(config, "hydra.launcher._target_")))
             outage = tracking.bound_outage(config.tracking.get("outage_s"))
             tracking.check_server(uri, wait_s=tracking.START_WAIT_S)
+            tracking.check_access(uri)
         except (tracking.ServerUnreachable, ValueError) as exc:
             print(f"\nError: {exc}\nNothing was trained.", file=sys.stderr)
             raise SystemExit(2) from None  # not an Exception: Hydra would turn it into a warning and go on

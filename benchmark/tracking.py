@@ -10,6 +10,7 @@ flattened with ``/``), metrics measure it (``{stage}/{name}``). Everything goes 
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import socket
@@ -466,6 +467,50 @@ def check_server(uri: str, wait_s: float = 0.0) -> None:
             _DOWN.add(uri)
             raise ServerUnreachable(unreachable_message(uri, why))
         time.sleep(1.0)
+
+
+CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+"""MLflow's own credential variables, the only way credentials reach the harness (``benchmark.credentials``)."""
+
+
+def check_access(uri: str, timeout_s: float = 10.0) -> None:
+    """A ``ValueError`` when the tracking server at ``uri`` refuses this process's credentials (HTTP 401: none or
+    wrong; 403: not allowed), naming what to set, before anything trains. Asks what MLflow's client would ask
+    (``experiments/search``) with the credentials it would send: ``MLFLOW_TRACKING_TOKEN`` as a bearer token, else
+    ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` as basic authentication. The password is never printed.
+    Nothing to check for a database URI."""
+    if not is_http(uri):
+        return
+    headers = {}
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
+    elif user is not None:
+        pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
+        headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
+    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s):
+            return
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+    except (OSError, ValueError):
+        return  # not an answer about access: check_server and the client's retries deal with it
+    if code == 401:
+        given = ("MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN")
+                 else f"MLFLOW_TRACKING_USERNAME={user!r} and its password" if user is not None else None)  # fmt: skip
+        raise ValueError(
+            f"the tracking server {uri} asks for credentials (HTTP 401) and "
+            + (f"refused those given ({given})" if given else "none were given")
+            + ": set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the "
+            "environment (never in the config); the server's admin creates users "
+            "(docs/how-to/clusters-and-team-server.md)"
+        )
+    if code == 403:
+        raise ValueError(
+            f"the tracking server {uri} knows user {user!r} but refuses them (HTTP 403): ask its admin for READ and "
+            "EDIT permission on the experiment (docs/how-to/clusters-and-team-server.md)"
+        )
 
 
 def is_unreachable(exc: BaseException) -> bool:

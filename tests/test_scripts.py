@@ -53,3 +53,24 @@ def test_mlflow_server_binds_to_loopback_unless_host_is_set(tmp_path, host):
     assert addresses == {host or "127.0.0.1"}
     assert (project / "server" / "mlflow.db").is_file()
     assert proc.returncode is not None
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [({"AUTH_CONFIG": "auth.ini"}, "holds the admin's password and is readable by others (mode 644): chmod 600 it"),
+     ({"HOST": "0.0.0.0"}, "HOST=0.0.0.0 exposes the server beyond this machine: name the host names its clients use")],
+    ids=["auth_config_readable_by_others", "exposed_without_allowed_hosts"],
+)  # fmt: skip
+def test_mlflow_server_refuses_an_unsafe_start(tmp_path, env, said):
+    """The server script stops before starting MLflow when the authentication file (the admin's password) is readable
+    by others, or when it would listen beyond loopback without naming the hosts its clients use."""
+    project = tmp_path / "project"
+    venv = env_sh_project(project)
+    (tmp_path / "auth.ini").write_text("[mlflow]\nadmin_username = admin\nadmin_password = x\n")
+    (tmp_path / "auth.ini").chmod(0o644)
+    full = {**os.environ, "VENV": str(venv), "PORT": str(free_port()), **env}
+    for name in {"HOST", "ALLOWED_HOSTS", "AUTH_CONFIG"} - set(env):
+        full.pop(name, None)
+    done = subprocess.run(["bash", str(project / "scripts" / "mlflow_server.sh")], cwd=tmp_path, env=full,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and said in done.stderr, done.stderr[-2000:]

@@ -90,3 +90,50 @@ def test_a_sweep_on_other_machines_refuses_a_sqlite_store_before_training(tmp_pa
     local = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"  # conf/hydra/launcher/slurm_local
     tracking.check_shared_store(store, runs_here(local))
     tracking.check_shared_store("http://127.0.0.1:5000", jobs_run_here=False)  # a server is what it asks for
+
+
+@pytest.fixture
+def auth_server(tmp_path, _migrated_store):
+    """`mlflow server --app-name basic-auth` (MLflow's authentication app) on loopback, its admin credentials in a
+    config file only its owner may read, as docs/how-to/clusters-and-team-server.md sets it up."""
+    import shutil
+
+    pytest.importorskip("flask_wtf")  # mlflow[auth]
+    config = tmp_path / "auth.ini"
+    config.write_text("[mlflow]\ndefault_permission = READ\n"
+                      f"database_uri = sqlite:///{tmp_path / 'users.db'}\nadmin_username = admin\n"
+                      "admin_password = adm1n-pw-for-tests\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")  # fmt: skip
+    config.chmod(0o600)
+    shutil.copy(_migrated_store, tmp_path / "server.db")
+    port = free_port()
+    env = {**ENV, "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_FLASK_SERVER_SECRET_KEY": "tests-only-key"}
+    cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host", "127.0.0.1", "--port",
+           str(port), "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(proc, url)
+    yield url
+    stop(proc)
+
+
+@pytest.mark.slow  # an authenticating server starts in 20-30 s
+def test_a_sweep_against_an_authenticating_server_needs_credentials_before_training(tmp_path, auth_server, monkeypatch):
+    """No credentials, or a wrong password: the sweep stops before anything trains, saying what to set (never the
+    password); the admin's credentials from the environment pass the same check."""
+    from benchmark import tracking
+
+    args = ["tracking=server", f"tracking.uri={auth_server}", "seed=0"]
+    for extra, said in [({}, "none were given"), ({"MLFLOW_TRACKING_USERNAME": "admin",
+                        "MLFLOW_TRACKING_PASSWORD": "wrong-pw-3141"}, "refused those given")]:  # fmt: skip
+        env = {**ENV, **extra}
+        result = run_entry([sys.executable, "-m", "benchmark.run", "-m", *TINY, *args, "tracking.experiment=team",
+                            f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                           cwd=ROOT, env=env, timeout=600)  # fmt: skip
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert f"{auth_server} asks for credentials (HTTP 401) and {said}" in result.stderr
+        assert "MLFLOW_TRACKING_PASSWORD" in result.stderr and "wrong-pw-3141" not in result.stdout + result.stderr
+        assert not (tmp_path / "cache").exists()
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "adm1n-pw-for-tests")
+    tracking.check_access(auth_server)  # the admin may
