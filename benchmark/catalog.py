@@ -99,8 +99,17 @@ def commands_reference() -> str:
     return "\n".join(out)
 
 
+def metrics_table() -> str:
+    """The metric schema (``benchmark.metrics.METRICS``): each metric's direction and whether runs log its delta."""
+    from benchmark.metrics import METRICS
+
+    rows = [[f"`{m.name}`", m.display, "higher" if m.higher_is_better else "lower",
+             f"`delta/{m.name}`" if m.delta else ""] for m in METRICS.values()]  # fmt: skip
+    return _table(["metric", "shown as", "better when", "delta logged on transfer runs"], rows)
+
+
 BLOCKS = {"groups": groups_table, "strategies": strategies_table, "sources": sources_table, "targets": targets_table,
-          "commands": commands_reference}  # fmt: skip
+          "commands": commands_reference, "metrics": metrics_table}  # fmt: skip
 
 
 def render(text: str) -> str:
