@@ -15,6 +15,7 @@ SECRET_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "a
 """Words that make a config key a secret (one segment of the key, between dots or underscores)."""
 
 _SECRET_KEY = re.compile(r"(?:^|[._])(?:" + "|".join(SECRET_WORDS) + r")(?:$|[._])", re.IGNORECASE)
+_SECRET_IN_VALUE = re.compile(r"[{,]\s*['\"]?([\w.-]+)['\"]?\s*:")  # the keys of a dict given as a value
 _URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@:\s]+:[^/@\s]+@", re.IGNORECASE)
 
 WHERE = (
@@ -30,11 +31,21 @@ def credential_problems(overrides: Sequence[str]) -> list[str]:
     for override in overrides:
         key, _, value = override.partition("=")
         key = key.lstrip("+~")
-        if _SECRET_KEY.search(key):
+        inner = [k for k in _SECRET_IN_VALUE.findall(value) if _is_secret(k)]
+        if _is_secret(key):
             problems.append(f"override {key}=... names a secret; {WHERE}")
+        elif inner:
+            problems.append(f"override {key}=... holds a secret ({', '.join(inner)}); {WHERE}")
         elif _URL_WITH_PASSWORD.search(value):
             problems.append(f"override {key}=... is a URL with a password in it; {WHERE}")
     return problems
+
+
+def _is_secret(key: str) -> bool:
+    """Whether a key names a secret: one of ``SECRET_WORDS`` as a segment of it, camelCase split
+    (``apiKey``, ``accessToken``), ``.``, ``_`` and ``-`` as separators."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).replace("-", "_")
+    return bool(_SECRET_KEY.search(snake))
 
 
 def uri_problems(uri: str) -> list[str]:

@@ -50,10 +50,20 @@ gradient-descent head every probe had (``linear_probe``, ``ssl_probe``, ``lp_ft`
 value the entry is left out of the key, so ``strategy.probe.head=sgd`` finds those runs again."""
 
 
+PROBE_SOLVER = 2
+"""The solved probe's algorithm, part of the key of every strategy that solves its probe: bumped when a change gives
+other solutions for the same settings. 2: features centred even unstandardised (LP-FT), gradient tolerance 1e-6 (1:
+uncentred, 1e-8; runs of 1 are not reused)."""
+
+
 def strategy(node: dict[str, Any]) -> dict[str, Any]:
     """A strategy's identity: its id and settings, a later setting at its earlier value left out
-    (``LATER_STRATEGY``)."""
-    return {k: v for k, v in node.items() if not (k in LATER_STRATEGY and v == LATER_STRATEGY[k])}
+    (``LATER_STRATEGY``); a solved probe carries its solver's version (``PROBE_SOLVER``)."""
+    out = {k: v for k, v in node.items() if not (k in LATER_STRATEGY and v == LATER_STRATEGY[k])}
+    probe = out.get("probe")
+    if isinstance(probe, dict) and probe.get("head", "solved") == "solved":
+        out["probe"] = {**probe, "solver": PROBE_SOLVER}
+    return out
 
 
 LATER_BUDGET = {"mode": "fixed", "steps": 0}
@@ -74,9 +84,9 @@ def budget(node: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-UNIDENTIFYING = ("version", "seed", "label_budget", "source.id", "target.id", "strategy.id")
-"""Identity entries a variant never shows: the key version, the seed (the cell's replicate axis) and the cell's
-own tags (source, target, strategy, label budget)."""
+UNIDENTIFYING = ("version", "seed", "label_budget", "source.id", "target.id", "strategy.id", "strategy.probe.solver")
+"""Identity entries a variant never shows: the key versions (the harness's, a solved probe's), the seed (the cell's
+replicate axis) and the cell's own tags (source, target, strategy, label budget)."""
 
 
 @dataclass(frozen=True)

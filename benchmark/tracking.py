@@ -10,9 +10,9 @@ flattened with ``/``), metrics measure it (``{stage}/{name}``). Everything goes 
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -473,32 +473,23 @@ CREDENTIALS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_T
 """MLflow's own credential variables, the only way credentials reach the harness (``benchmark.credentials``)."""
 
 
-def check_access(uri: str, timeout_s: float = 10.0) -> None:
+def check_access(uri: str) -> None:
     """A ``ValueError`` when the tracking server at ``uri`` refuses this process's credentials (HTTP 401: none or
-    wrong; 403: not allowed), naming what to set, before anything trains. Asks what MLflow's client would ask
-    (``experiments/search``) with the credentials it would send: ``MLFLOW_TRACKING_TOKEN`` as a bearer token, else
-    ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` as basic authentication. The password is never printed.
-    Nothing to check for a database URI."""
+    wrong; 403: not allowed), naming what to set, before anything trains. Asks through MLflow's own client, so the
+    credentials, TLS and proxy settings are exactly those the jobs will use (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``
+    or ``_TOKEN``, ``MLFLOW_TRACKING_INSECURE_TLS``...). The password is never printed. Nothing to check for a
+    database URI; a server that does not answer is ``check_server``'s to report."""
     if not is_http(uri):
         return
-    headers = {}
-    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
-        headers["Authorization"] = f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"
-    elif user is not None:
-        pair = f"{user}:{os.environ.get('MLFLOW_TRACKING_PASSWORD', '')}".encode()
-        headers["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
-    url = f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s):
-            return
-    except urllib.error.HTTPError as exc:
-        code = exc.code
-    except (OSError, ValueError):
-        return  # not an answer about access: check_server and the client's retries deal with it
-    if code == 401:
-        given = ("MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN")
-                 else f"MLFLOW_TRACKING_USERNAME={user!r} and its password" if user is not None else None)  # fmt: skip
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        return
+    except Exception as exc:  # MLflow raises its own exceptions for HTTP errors: read the status from them
+        status = _http_status(exc)
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    given = (f"MLFLOW_TRACKING_USERNAME={user!r} and its password" if user is not None
+             else "MLFLOW_TRACKING_TOKEN" if os.environ.get("MLFLOW_TRACKING_TOKEN") else None)  # fmt: skip
+    if status == 401:
         raise ValueError(
             f"the tracking server {uri} asks for credentials (HTTP 401) and "
             + (f"refused those given ({given})" if given else "none were given")
@@ -506,11 +497,20 @@ def check_access(uri: str, timeout_s: float = 10.0) -> None:
             "environment (never in the config); the server's admin creates users "
             "(docs/how-to/clusters-and-team-server.md)"
         )
-    if code == 403:
+    if status == 403:
         raise ValueError(
-            f"the tracking server {uri} knows user {user!r} but refuses them (HTTP 403): ask its admin for READ and "
+            f"the tracking server {uri} refuses {given or 'these credentials'} (HTTP 403): ask its admin for READ and "
             "EDIT permission on the experiment (docs/how-to/clusters-and-team-server.md)"
         )
+
+
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind an MLflow client error (its error code, or the status its message quotes)."""
+    code = getattr(exc, "error_code", None)
+    if code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return 401 if code == "UNAUTHENTICATED" else 403
+    found = re.search(r"error code (\d{3})", str(exc))
+    return int(found.group(1)) if found else None
 
 
 def is_unreachable(exc: BaseException) -> bool:

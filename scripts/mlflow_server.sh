@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start an MLflow tracking server for a team or a cluster sweep.
 #   scripts/mlflow_server.sh                       # 127.0.0.1:5000, SQLite store and artifacts under ./server/
-#   HOST=0.0.0.0 PORT=5000 BACKEND=postgresql://user:pw@db/mlflow ARTIFACTS=s3://bucket/mlflow scripts/mlflow_server.sh
+#   HOST=0.0.0.0 ALLOWED_HOSTS=mlflow.lab.example,10.0.0.5:5000 AUTH_CONFIG=auth.ini \
+#     BACKEND=postgresql://user@db/mlflow ARTIFACTS=s3://bucket/mlflow scripts/mlflow_server.sh
 # PostgreSQL needs the driver of the `server` extra (pip install -e '.[server]': psycopg 3); the database must exist
 # and be empty or MLflow's (the server migrates it on start). Tested: tests/test_postgres.py.
 # Binds to loopback unless HOST says otherwise. AUTH_CONFIG=<file> starts MLflow's authentication app (users and
@@ -22,7 +23,7 @@ app=()
 if [ -n "${AUTH_CONFIG:-}" ]; then
   case "$AUTH_CONFIG" in /*) ;; *) AUTH_CONFIG="$caller/$AUTH_CONFIG" ;; esac
   [ -f "$AUTH_CONFIG" ] || { echo "error: AUTH_CONFIG=$AUTH_CONFIG is not a file" >&2; exit 2; }
-  mode=$(stat -c %a "$AUTH_CONFIG")
+  mode=$(stat -c %a "$AUTH_CONFIG" 2>/dev/null || stat -f %Lp "$AUTH_CONFIG")  # GNU, else BSD/macOS stat
   case "$mode" in
     [4-7]00) ;;
     *) echo "error: $AUTH_CONFIG holds the admin's password and is readable by others (mode $mode): chmod 600 it" >&2
@@ -33,7 +34,8 @@ if [ -n "${AUTH_CONFIG:-}" ]; then
 fi
 if [ -z "${ALLOWED_HOSTS:-}" ]; then
   case "$HOST" in
-    127.*|localhost|::1) ALLOWED_HOSTS="$HOST,$HOST:$PORT,localhost,localhost:$PORT,127.0.0.1,127.0.0.1:$PORT" ;;
+    127.*|localhost) ALLOWED_HOSTS="$HOST,$HOST:$PORT,localhost,localhost:$PORT,127.0.0.1,127.0.0.1:$PORT" ;;
+    ::1) ALLOWED_HOSTS="[::1],[::1]:$PORT,localhost,localhost:$PORT" ;;
     *) echo "error: HOST=$HOST exposes the server beyond this machine: name the host names its clients use in" \
          "ALLOWED_HOSTS (e.g. ALLOWED_HOSTS=mlflow.lab.example,10.0.0.5:$PORT), its Host-header protection" >&2
        exit 2 ;;
@@ -44,4 +46,4 @@ echo "MLflow server on http://$HOST:$PORT  (backend $BACKEND, artifacts $ARTIFAC
 echo "jobs: python -m benchmark.run -m tracking=server ...  (or MLFLOW_TRACKING_URI=http://$HOST:$PORT)" >&2
 exec mlflow server --host "$HOST" --port "$PORT" --backend-store-uri "$BACKEND" \
   --artifacts-destination "$ARTIFACTS" --serve-artifacts --workers "${WORKERS:-2}" \
-  --allowed-hosts "$ALLOWED_HOSTS" --cors-allowed-origins "$CORS_ORIGINS" "${app[@]}" "$@"
+  --allowed-hosts "$ALLOWED_HOSTS" --cors-allowed-origins "$CORS_ORIGINS" ${app[@]+"${app[@]}"} "$@"

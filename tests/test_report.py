@@ -175,6 +175,11 @@ def test_a_results_page_is_generated_from_a_store_with_its_provenance(finished_s
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert links and all((page.parent / link).is_file() for link in links), links
     assert {Path(link).parent.as_posix() for link in links} == {"e2e"}
+    assert main([*args, "--title", "The e2e sweep"]) == 0  # regenerated: its own figures folder is replaced
+    (page.parent / "notes").mkdir()  # a folder the page did not write is never deleted
+    with pytest.raises(ValueError, match="was not written by --page"):
+        main([*args[:-1], str(page.parent / "notes.md")])
+    assert (page.parent / "notes").is_dir()
 
 
 AA_TARGETS = ["digits", "digits_inverted", "digits_noisy", "digits_rotated"]
