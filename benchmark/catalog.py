@@ -18,6 +18,7 @@ from hydra.utils import get_class
 
 from benchmark.compose import build_strategy, config, options, raw, strategy_config, weights_kinds
 from benchmark.config_path import CONF_DIR
+from benchmark.metrics import METRICS
 
 GROUPS = ("source", "target", "strategy", "augment", "trainer", "tracking", "experiment", "scenario")
 BLOCK = re.compile(r"(<!-- catalog:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /catalog -->)", re.S)
@@ -101,8 +102,6 @@ def commands_reference() -> str:
 
 def metrics_table() -> str:
     """The metric schema (``benchmark.metrics.METRICS``): each metric's direction and whether runs log its delta."""
-    from benchmark.metrics import METRICS
-
     rows = [[f"`{m.name}`", m.display, "higher" if m.higher_is_better else "lower",
              f"`delta/{m.name}`" if m.delta else ""] for m in METRICS.values()]  # fmt: skip
     return _table(["metric", "shown as", "better when", "delta logged on transfer runs"], rows)
