@@ -34,7 +34,9 @@ def refuse_credentials(config: DictConfig) -> None:
     the key, never the value, and nothing else is done."""
     overrides = [*config.hydra.overrides.task, *config.hydra.overrides.hydra]
     problems = credential_problems(overrides)
-    uri = OmegaConf.select(config, "tracking.uri") or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    # a URI interpolating ${hydra:...} may not resolve this early: left to resolve_uri, which sees the same value
+    uri = OmegaConf.select(config, "tracking.uri", throw_on_resolution_failure=False)
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
     problems += uri_problems(str(uri))
     if problems:
         print("\nError: " + "\n  - ".join(["a credential in the config; nothing was run:", *problems]), file=sys.stderr)

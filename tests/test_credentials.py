@@ -51,3 +51,18 @@ def test_a_planted_password_stops_the_run_and_lands_nowhere(planted, multirun, t
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_the_check_reads_a_uri_it_cannot_resolve_yet_without_failing():
+    """A tracking URI that interpolates ``${hydra:...}`` (resolved only once Hydra's config is set) passes the early
+    check instead of raising, which Hydra would turn into a warning that skips the check altogether."""
+    from omegaconf import OmegaConf
+
+    from benchmark.hydra_callback import refuse_credentials
+
+    config = OmegaConf.create({"hydra": {"overrides": {"task": ["strategy=finetune"], "hydra": []}},
+                               "tracking": {"uri": "sqlite:///${hydra:runtime.cwd}/x.db"}})  # fmt: skip
+    refuse_credentials(config)  # no exception, nothing refused
+    config.hydra.overrides.task.append("+tracking.password=s3cr1t-k")
+    with pytest.raises(SystemExit):
+        refuse_credentials(config)
